@@ -1,0 +1,213 @@
+"""A thin HTTP client for Heap's server-side ingestion endpoints.
+
+One `requests.Session` (keep-alive connections, shared by the sending threads), explicit connect
+and read timeouts, no redirects. It turns every answer into a typed outcome and knows nothing of
+batching, retries or records: returning normally means Heap acknowledged the whole body.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Optional, Sequence
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+READ_TIMEOUT_SECONDS = 60.0
+MAX_MESSAGE_LENGTH = 300
+USER_AGENT = "airbyte-destination-heap-analytics"
+
+REJECTED_STATUSES = frozenset({400, 413, 422})
+"""Heap refused the content: retrying the same body cannot help (another body might)."""
+
+CONFIGURATION_STATUSES = {
+    401: "app_id",
+    403: "app_id",
+    404: "base_url",
+    405: "base_url",
+}
+"""Statuses no record can cause: the configuration field to fix."""
+
+
+class HeapError(Exception):
+    """Base of the client's outcomes other than success. Messages never contain item values."""
+
+
+class HeapRejected(HeapError):
+    """Heap answered that the body is invalid (400 and kin); `message` is Heap's explanation."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class HeapTransientError(HeapError):
+    """Worth retrying: timeouts, dropped connections, 429, 5xx. `retry_after` is in seconds."""
+
+    def __init__(self, description: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+class HeapConfigurationError(HeapError):
+    """Every request will fail the same way until the user fixes `field`."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(description)
+        self.field = field
+
+
+class HeapClient:
+    def __init__(
+        self,
+        endpoint_url: str,
+        app_id: str,
+        bulk_key: Optional[str],
+        pool_size: int = 4,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+    ) -> None:
+        """`bulk_key` (`events`, `users`, `accounts`) selects the bulk form; None the single form."""
+        self.endpoint_url = endpoint_url
+        self.app_id = app_id
+        self.bulk_key = bulk_key
+        self.timeout = timeout
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers.update({"Content-Type": "application/json", "User-Agent": USER_AGENT})
+
+    def body(self, items: Sequence[dict]) -> bytes:
+        """Heap's JSON body: `{"app_id", **item}` (single) or `{"app_id", <bulk_key>: [...]}`."""
+        if self.bulk_key is None:
+            if len(items) != 1:
+                raise ValueError("the single form carries exactly one item")
+            return orjson.dumps({"app_id": self.app_id, **items[0]})
+        return orjson.dumps({"app_id": self.app_id, self.bulk_key: items})
+
+    def send(self, items: Sequence[dict]) -> None:
+        self.post(self.body(items))
+
+    def post(self, body: bytes, url: Optional[str] = None) -> None:
+        """POST a prepared body; returns on 2xx, raises a HeapError subclass otherwise."""
+        target = url or self.endpoint_url
+        try:
+            response = self.session.post(
+                target, data=body, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.exceptions.SSLError as error:
+            raise HeapConfigurationError(
+                "base_url", f"TLS handshake with the Heap host failed ({type(error).__name__})"
+            ) from None
+        except requests.exceptions.ConnectionError as error:
+            if _is_name_resolution_failure(error):
+                raise HeapConfigurationError(
+                    "base_url", "the Heap host name cannot be resolved (DNS lookup failed)"
+                ) from None
+            raise HeapTransientError(f"connection failed ({_cause_name(error)})") from None
+        except requests.exceptions.Timeout as error:
+            raise HeapTransientError(f"request timed out ({type(error).__name__})") from None
+        except requests.exceptions.RequestException as error:
+            raise HeapTransientError(f"request failed ({type(error).__name__})") from None
+        classify_response(response)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def classify_response(response: requests.Response) -> None:
+    """Map an HTTP answer onto success (return) or one of the typed errors."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    if status == 429 or status == 408 or status >= 500:
+        raise HeapTransientError(
+            f"HTTP {status} from Heap", retry_after=parse_retry_after(response.headers)
+        )
+    if status in CONFIGURATION_STATUSES:
+        field = CONFIGURATION_STATUSES[status]
+        raise HeapConfigurationError(
+            field, f"Heap answered HTTP {status} ({_reason(response)}) for {response.url}"
+        )
+    if 300 <= status < 400:
+        raise HeapConfigurationError(
+            "base_url",
+            f"Heap answered HTTP {status} (a redirect); set base_url to the final address",
+        )
+    raise HeapRejected(status, response_message(response))
+
+
+def response_message(response: requests.Response) -> str:
+    """Heap's explanation: a JSON `message`/`error` field or the text body, shortened."""
+    text = response.text.strip()
+    if text.startswith("{"):
+        try:
+            payload = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            payload = None
+        if isinstance(payload, dict):
+            found = payload.get("message") or payload.get("error") or payload.get("errors")
+            text = str(found) if found else ("" if payload == {} else text)
+    if not text:
+        text = response.reason or "no message"
+    return text[:MAX_MESSAGE_LENGTH]
+
+
+def parse_retry_after(headers: requests.structures.CaseInsensitiveDict) -> Optional[float]:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP-date; None if absent/invalid."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None:
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _reason(response: requests.Response) -> str:
+    return response.reason or "no reason given"
+
+
+def _cause_name(error: BaseException) -> str:
+    """The innermost exception type, e.g. ConnectionRefusedError or RemoteDisconnected."""
+    seen = error
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    for arg in getattr(error, "args", ()):
+        reason = getattr(arg, "reason", None)
+        if reason is not None:
+            return type(reason).__name__
+    return type(seen).__name__
+
+
+def _is_name_resolution_failure(error: BaseException) -> bool:
+    """urllib3 reports DNS failure as NameResolutionError (or socket.gaierror in its chain)."""
+    import socket
+
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or type(current).__name__ == "NameResolutionError":
+            return True
+        pending.extend(c for c in (current.__cause__, current.__context__) if c is not None)
+        pending.extend(a for a in current.args if isinstance(a, BaseException))
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+    return False

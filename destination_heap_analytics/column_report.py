@@ -1,0 +1,85 @@
+"""Spot configured columns that the data never has, once, early in the sync.
+
+A mistyped column (0.1.0's own docs used `identities_provider` for `identities.provider`) does not
+fail a record: an optional property is simply absent. Without this report the user would only see
+Heap items missing a property. It looks at the first records only, so it costs nothing later.
+Messages carry column names only, never values.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Optional
+
+from destination_heap_analytics.config import ColumnPath
+from destination_heap_analytics.transformer import compile_getter
+
+SAMPLE_SIZE = 100
+"""How many records are looked at before absent columns are reported."""
+
+
+class ColumnReport:
+    """Watches the first SAMPLE_SIZE records; `warnings()` is ready once, after that or at end."""
+
+    def __init__(self, columns: Iterable[ColumnPath], sample_size: int = SAMPLE_SIZE) -> None:
+        self._columns = {c.name: compile_getter(c) for c in columns}
+        self._unseen = set(self._columns)
+        self._seen_keys: set[str] = set()
+        self._sampled = 0
+        self._sample_size = sample_size
+        self._reported = False
+
+    @property
+    def sampling(self) -> bool:
+        return self._sampled < self._sample_size and not self._reported
+
+    def observe(self, data: dict) -> None:
+        self._sampled += 1
+        for name in [n for n in self._unseen if self._columns[n](data) is not None]:
+            self._unseen.discard(name)
+        _collect_paths(data, "", self._seen_keys)
+
+    def warnings(self) -> list[str]:
+        """One message per column missing or null in every sampled record (returned once)."""
+        if self._reported or self._sampled == 0:
+            return []
+        self._reported = True
+        return [self._describe(name) for name in sorted(self._unseen)]
+
+    def _describe(self, name: str) -> str:
+        message = (
+            f"Column '{name}' is missing or null in all of the first {self._sampled} records; "
+            "check its spelling (names are case-sensitive, nested columns use dots)."
+        )
+        suggestion = suggest_column(name, self._seen_keys)
+        if suggestion:
+            message += f" Did you mean '{suggestion}'?"
+        return message
+
+
+def suggest_column(name: str, known: set[str]) -> Optional[str]:
+    """The closest existing dotted path: same name ignoring case or `_`/`.`, else difflib's best."""
+    folded = _fold(name)
+    for key in sorted(known):
+        if _fold(key) == folded:
+            return key
+    matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    return matches[0] if matches else None
+
+
+def _fold(name: str) -> str:
+    return name.lower().replace("_", ".")
+
+
+def _collect_paths(value: object, prefix: str, out: set[str]) -> None:
+    """Every dotted path (objects and leaves) in the record, to suggest from."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out.add(path)
+            _collect_paths(child, path, out)
+    elif isinstance(value, list):
+        for index, child in enumerate(value[:5]):
+            path = f"{prefix}.{index}" if prefix else str(index)
+            out.add(path)
+            _collect_paths(child, path, out)

@@ -1,0 +1,60 @@
+"""`check`: is the config usable and does Heap answer?
+
+As 0.1.0 did, it sends one preflight track event; unlike 0.1.0 it carries a fixed idempotency key,
+so however many times a connection is checked, Heap stores at most one such event. Heap accepts an
+unknown app_id silently, so a success proves the host and the path, not the app_id.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from destination_heap_analytics.client import (
+    HeapClient,
+    HeapConfigurationError,
+    HeapError,
+    HeapRejected,
+)
+from destination_heap_analytics.config import ApiType, HeapConfig, endpoint_url
+from destination_heap_analytics.retry import RetriesExhausted, RetryPolicy, call_with_retries
+from destination_heap_analytics.transformer import now_iso8601
+
+PREFLIGHT_IDENTITY = "admin@heap.io"
+PREFLIGHT_EVENT = "Airbyte Preflight Check"
+PREFLIGHT_IDEMPOTENCY_KEY = "airbyte-preflight-check"
+CHECK_TIMEOUT = (5.0, 15.0)
+CHECK_RETRY_SECONDS = 10.0
+"""A check is interactive: a short retry budget rides out a blip without keeping the user long."""
+
+
+def preflight_event() -> dict:
+    return {
+        "identity": PREFLIGHT_IDENTITY,
+        "idempotency_key": PREFLIGHT_IDEMPOTENCY_KEY,
+        "event": PREFLIGHT_EVENT,
+        "timestamp": now_iso8601(),
+    }
+
+
+def check_connection(config: HeapConfig) -> str | None:
+    """None when Heap accepted the preflight event, else a message saying what to fix."""
+    url = endpoint_url(config.base_url, ApiType.TRACK)
+    client = HeapClient(url, config.app_id, bulk_key=None, pool_size=1, timeout=CHECK_TIMEOUT)
+    never_cancelled = threading.Event()
+    try:
+        call_with_retries(
+            lambda: client.send([preflight_event()]),
+            RetryPolicy(min(CHECK_RETRY_SECONDS, config.max_retry_seconds)),
+            sleep=lambda seconds: not never_cancelled.wait(seconds),
+        )
+    except HeapConfigurationError as error:
+        return f"{error} Check the '{error.field}' setting."
+    except HeapRejected as error:
+        return f"Heap refused the preflight event sent to {url}: {error}. Check 'app_id'."
+    except RetriesExhausted as error:
+        return f"Heap at {url} could not be reached: {error}. Check 'base_url'."
+    except HeapError as error:
+        return f"Heap at {url} could not be reached: {error}."
+    finally:
+        client.close()
+    return None

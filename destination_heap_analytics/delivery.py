@@ -1,0 +1,125 @@
+"""Deliver one batch to Heap: pace, send, retry transient failures, isolate rejected items.
+
+Runs in the sending threads. A batch either ends fully accounted for (every item delivered or
+rejected-and-counted) or raises a fatal error that ends the sync: configuration errors and
+exhausted retries. Nothing here logs; outcomes are counted in `DeliveryStats` and read by the
+main thread, which owns all output.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
+from destination_heap_analytics.pacer import Pacer
+from destination_heap_analytics.privacy import redact
+from destination_heap_analytics.retry import Cancelled, RetryPolicy, call_with_retries
+
+
+@dataclass
+class Batch:
+    """Items in input order with their row numbers (1-based record counts), for reporting."""
+
+    seq: int
+    items: list[dict]
+    rows: list[int]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    row: int
+    status: int
+    message: str
+
+
+@dataclass
+class DeliveryStats:
+    """Counters shared by the sending threads; every update holds the lock."""
+
+    delivered: int = 0
+    requests: int = 0
+    retries: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    retry_reasons: Counter = field(default_factory=Counter)
+    _new_rejections: list[Rejection] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def count_retry(self, reason: str) -> None:
+        with self._lock:
+            self.retries += 1
+            self.retry_reasons[reason] += 1
+
+    def count_delivered(self, n: int) -> None:
+        with self._lock:
+            self.delivered += n
+
+    def count_rejection(self, rejection: Rejection) -> None:
+        with self._lock:
+            self.rejected[f"HTTP {rejection.status}: {rejection.message}"] += 1
+            self._new_rejections.append(rejection)
+
+    def take_new_rejections(self) -> list[Rejection]:
+        """Rejections since the last call, for the main thread to log."""
+        with self._lock:
+            taken, self._new_rejections = self._new_rejections, []
+        return taken
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+class BatchDelivery:
+    def __init__(
+        self,
+        client: HeapClient,
+        pacer: Pacer,
+        policy: RetryPolicy,
+        stats: DeliveryStats,
+        sleep: Callable[[float], bool],
+    ) -> None:
+        """`sleep(seconds)` returns False once the sync is cancelled."""
+        self._client = client
+        self._pacer = pacer
+        self._policy = policy
+        self._stats = stats
+        self._sleep = sleep
+
+    def deliver(self, batch: Batch) -> None:
+        self._deliver(batch.items, batch.rows)
+
+    def _deliver(self, items: list[dict], rows: list[int]) -> None:
+        """Send; on rejection split in halves until each bad item stands alone."""
+        try:
+            self._send_with_retries(items)
+        except HeapRejected as rejected:
+            if len(items) == 1:
+                message = redact(rejected.message, items[0])
+                self._stats.count_rejection(Rejection(rows[0], rejected.status, message))
+                return
+            middle = len(items) // 2
+            self._deliver(items[:middle], rows[:middle])
+            self._deliver(items[middle:], rows[middle:])
+            return
+        self._stats.count_delivered(len(items))
+
+    def _send_with_retries(self, items: list[dict]) -> None:
+        body = self._client.body(items)
+
+        def attempt() -> None:
+            if not self._pacer.acquire(items):
+                raise Cancelled()
+            self._stats.count_request()
+            self._client.post(body)
+
+        call_with_retries(attempt, self._policy, sleep=self._sleep, on_retry=self._on_retry)
+
+    def _on_retry(self, error: HeapTransientError, delay: float) -> None:
+        self._stats.count_retry(str(error))

@@ -1,0 +1,109 @@
+"""The Airbyte entry points: check and write. Orchestration only; the work is in the writer."""
+
+from __future__ import annotations
+
+import io
+import logging
+import traceback
+from typing import Any, Iterable, Mapping
+
+from airbyte_cdk.destinations import Destination
+from airbyte_cdk.models import (
+    AirbyteConnectionStatus,
+    AirbyteMessage,
+    ConfiguredAirbyteCatalog,
+    FailureType,
+    Status,
+)
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_heap_analytics.client import HeapConfigurationError
+from destination_heap_analytics.config import ConfigError, HeapConfig, parse_config
+from destination_heap_analytics.connection_check import check_connection
+from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.retry import RetriesExhausted
+from destination_heap_analytics.stats import InputStats
+from destination_heap_analytics.writer import HeapWriter
+
+logger = logging.getLogger("airbyte")
+
+
+class DestinationHeapAnalytics(Destination):
+    def __init__(self) -> None:
+        self._input_stats = InputStats()
+
+    def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
+        """Never raises: the CDK does not turn an exception in check into a FAILED status."""
+        try:
+            settings = parse_config(config)
+            logger.info(
+                f"Checking Heap at {settings.base_url} for api_type {settings.api_type.value}"
+            )
+            problem = check_connection(settings)
+        except ConfigError as error:
+            problem = str(error)
+        except Exception as error:  # a bug must still answer FAILED, without record data
+            problem = f"Unexpected error during check: {type(error).__name__}"
+        if problem is not None:
+            return AirbyteConnectionStatus(status=Status.FAILED, message=problem)
+        return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+
+    def _parse_input_stream(self, input_stream: io.TextIOWrapper) -> Iterable[AirbyteMessage]:
+        return read_messages(input_stream, self._input_stats, logger)
+
+    def write(
+        self,
+        config: Mapping[str, Any],
+        configured_catalog: ConfiguredAirbyteCatalog,
+        input_messages: Iterable[AirbyteMessage],
+    ) -> Iterable[AirbyteMessage]:
+        writer = HeapWriter(parse_config_or_fail(config), configured_catalog, self._input_stats)
+        try:
+            for message in input_messages:
+                writer.process(message)
+                if writer.output:
+                    yield from writer.take_output()
+            writer.finish()
+        except Exception as error:
+            writer.abort()
+            yield from writer.take_output()
+            yield from writer.summary()
+            raise as_traced_exception(error) from None
+        finally:
+            writer.close()
+        yield from writer.take_output()
+        yield from writer.summary()
+
+
+def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:
+    try:
+        return parse_config(config)
+    except ConfigError as error:
+        raise AirbyteTracedException(
+            message=str(error), internal_message=str(error), failure_type=FailureType.config_error
+        ) from None
+
+
+def as_traced_exception(error: Exception) -> AirbyteTracedException:
+    """A TRACE error the user can act on; messages carry no record contents."""
+    if isinstance(error, AirbyteTracedException):
+        return error
+    if isinstance(error, HeapConfigurationError):
+        message = f"{error} Check the '{error.field}' setting; nothing more was sent."
+        return AirbyteTracedException(
+            message=message, internal_message=message, failure_type=FailureType.config_error
+        )
+    if isinstance(error, RetriesExhausted):
+        message = (
+            f"Heap stayed unavailable: {error}. States of records not yet delivered were not "
+            "emitted, so the next sync resumes from the last emitted state."
+        )
+        return AirbyteTracedException(
+            message=message, internal_message=message, failure_type=FailureType.transient_error
+        )
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    return AirbyteTracedException(
+        message=f"Unexpected error in destination-heap-analytics: {type(error).__name__}",
+        internal_message=f"{type(error).__name__} at\n{frames}",
+        failure_type=FailureType.system_error,
+    )

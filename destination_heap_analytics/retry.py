@@ -1,0 +1,76 @@
+"""Retry a request through transient failures: exponential backoff, full jitter, Retry-After.
+
+Hand-written rather than taken from `backoff` or `tenacity`: the loop must honour `Retry-After`
+(seconds or an HTTP date) over its own backoff, stop within a total time budget, and wake up at
+once when the sync is aborted. Those three together are about as long in either library as here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, TypeVar
+
+from destination_heap_analytics.client import HeapTransientError
+
+T = TypeVar("T")
+
+BASE_DELAY_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class RetriesExhausted(Exception):
+    """The total retry time ran out; the sync must fail (transient_error), not skip rows."""
+
+    def __init__(self, last_error: HeapTransientError, attempts: int, elapsed: float) -> None:
+        super().__init__(
+            f"{last_error} (gave up after {attempts} attempts in {elapsed:.0f} s; "
+            "raise max_retry_seconds to wait longer)"
+        )
+        self.last_error = last_error
+
+
+class Cancelled(Exception):
+    """The sync is stopping; abandon the wait."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retry_seconds: float
+    base_delay: float = BASE_DELAY_SECONDS
+    max_backoff: float = MAX_BACKOFF_SECONDS
+
+    def delay(self, attempt: int, retry_after: Optional[float], rand: Callable[[], float]) -> float:
+        """Retry-After when Heap sent one; else full jitter: uniform(0, min(cap, base * 2^n))."""
+        if retry_after is not None:
+            return retry_after
+        return rand() * min(self.max_backoff, self.base_delay * (2**attempt))
+
+
+def call_with_retries(
+    operation: Callable[[], T],
+    policy: RetryPolicy,
+    sleep: Callable[[float], bool],
+    on_retry: Callable[[HeapTransientError, float], None] = lambda error, delay: None,
+    clock: Callable[[], float] = time.monotonic,
+    rand: Callable[[], float] = random.random,
+) -> T:
+    """Run `operation` until it succeeds, raises a non-transient error, or time runs out.
+
+    `sleep(seconds)` returns False when the sync was cancelled during the wait.
+    """
+    started = clock()
+    attempt = 0
+    while True:
+        try:
+            return operation()
+        except HeapTransientError as error:
+            delay = policy.delay(attempt, error.retry_after, rand)
+            elapsed = clock() - started
+            attempt += 1
+            if elapsed + delay > policy.max_retry_seconds:
+                raise RetriesExhausted(error, attempt, elapsed) from None
+            on_retry(error, delay)
+            if not sleep(delay):
+                raise Cancelled() from None

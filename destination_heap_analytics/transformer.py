@@ -1,0 +1,350 @@
+"""Record data -> one Heap item, following the column mapping.
+
+The rules are the contract documented in the README ("Transformation rules"). Column paths are
+compiled once per sync into getter functions; a record is only flattened when the property columns
+are `*`. This module runs once per record, so it avoids per-record allocation where it can.
+
+Nothing here ever puts a record value into a message: an invalid record is described by the
+column name and a reason only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+import orjson
+import pendulum
+
+from destination_heap_analytics import heap_limits
+from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath
+
+Getter = Callable[[dict], Any]
+HeapItem = dict
+
+EPOCH_MILLISECONDS_THRESHOLD = 1e11
+"""Epoch numbers above this are milliseconds: 1e11 seconds is the year 5138."""
+
+MAX_KEY = heap_limits.MAX_PROPERTY_LENGTH
+MAX_VALUE = heap_limits.MAX_PROPERTY_LENGTH
+
+
+class InvalidRecord(Exception):
+    """The record cannot become a Heap item; `reason` names the column and rule, never a value."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class TransformStats:
+    """Data-quality counts the final summary reports (values were changed, not dropped silently)."""
+
+    truncated_values: int = 0
+    dropped_properties: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped_properties[reason] = self.dropped_properties.get(reason, 0) + 1
+
+
+def compile_getter(column: ColumnPath) -> Getter:
+    """A function returning the value at the column's dot path, or None when absent.
+
+    Dict keys match exactly (case-sensitive); a numeric part also indexes a list. When the path
+    does not resolve, a top-level key literally named like the whole path (`"a.b"`) is used, as
+    0.1.0's flatten-then-lookup matched such keys too.
+    """
+    name = column.name
+    if len(column.segments) == 1:
+        return lambda data: data.get(name)
+    steps = tuple(
+        (segment, int(segment) if segment.isdigit() else None) for segment in column.segments
+    )
+
+    def get(data: dict) -> Any:
+        value: Any = data
+        for key, index in steps:
+            kind = type(value)
+            if kind is dict:
+                value = value.get(key)
+            elif kind is list and index is not None and index < len(value):
+                value = value[index]
+            else:
+                value = None
+            if value is None:
+                return data.get(name)
+        return value
+
+    return get
+
+
+def flatten_leaves(value: Any, prefix: str, out: dict, stats: TransformStats) -> None:
+    """Every scalar leaf under `value` as `prefix.key.0.key` (lists by index, as 0.1.0).
+
+    Nulls, empty objects and empty lists produce no key.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key, child in value.items():
+            flatten_leaves(child, f"{prefix}.{key}" if prefix else str(key), out, stats)
+    elif kind is list:
+        for index, child in enumerate(value):
+            flatten_leaves(child, f"{prefix}.{index}" if prefix else str(index), out, stats)
+    else:
+        put_scalar(out, prefix, value, stats)
+
+
+def put_scalar(out: dict, key: str, value: Any, stats: TransformStats) -> None:
+    """Store a string, number or boolean property; drop what Heap cannot hold, counted."""
+    if value is None:
+        return
+    if len(key) > MAX_KEY:
+        stats.drop("property name longer than 1023 characters")
+        return
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_VALUE:
+            value = value[:MAX_VALUE]
+            stats.truncated_values += 1
+    elif kind is float:
+        if not math.isfinite(value):
+            stats.drop("property value not a finite number")
+            return
+    elif kind is not int and kind is not bool:
+        value = str(value)
+    out[key] = value
+
+
+def join_list(values: list) -> str:
+    """Heap's convention for arrays: one string joined with `||` (objects as compact JSON)."""
+    parts = []
+    for value in values:
+        if value is None:
+            continue
+        if type(value) is str:
+            parts.append(value)
+        else:
+            parts.append(orjson.dumps(value).decode())
+    return heap_limits.ARRAY_JOINER.join(parts)
+
+
+def _property_putter(column: ColumnPath, stats: TransformStats) -> Callable[[dict, dict], None]:
+    getter = compile_getter(column)
+    name = column.name
+
+    def put(data: dict, out: dict) -> None:
+        value = getter(data)
+        if value is None:
+            return
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_VALUE:
+                value = value[:MAX_VALUE]
+                stats.truncated_values += 1
+            out[name] = value
+        elif kind is dict:
+            flatten_leaves(value, name, out, stats)
+        elif kind is list:
+            put_scalar(out, name, join_list(value), stats)
+        else:
+            put_scalar(out, name, value, stats)
+
+    return put
+
+
+def as_text(value: Any) -> Optional[str]:
+    """Identity, account id, event name: strings, or numbers written as text; else None."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def _required_text(getter: Getter, column: str, max_length: int | None, data: dict) -> str:
+    value = getter(data)
+    if value is None:
+        raise InvalidRecord(f"{column} is missing or null")
+    text = as_text(value)
+    if text is None:
+        raise InvalidRecord(f"{column} is not a string or number")
+    if not text or text.isspace():
+        raise InvalidRecord(f"{column} is blank")
+    if max_length is not None and len(text) > max_length:
+        raise InvalidRecord(f"{column} is longer than {max_length} characters")
+    return text
+
+
+def now_iso8601() -> str:
+    """The time of loading, ISO 8601 UTC, as 0.1.0 (respects pendulum.travel in tests)."""
+    return pendulum.now("UTC").to_iso8601_string()
+
+
+def _is_iso8601_extended(text: str) -> bool:
+    """`YYYY-MM-DDThh…`, parseable: sent unchanged so documented examples come out exactly."""
+    if len(text) < 13 or text[4] != "-" or text[7] != "-" or text[10] != "T":
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def normalise_timestamp(value: Any) -> Optional[str]:
+    """ISO 8601 text for Heap, or None when the value cannot be read as a point in time."""
+    kind = type(value)
+    if kind is str:
+        if _is_iso8601_extended(value):
+            return value
+        try:
+            parsed = pendulum.parse(value)
+        except (ValueError, TypeError, OverflowError):
+            return None
+        if not isinstance(parsed, pendulum.DateTime):
+            if isinstance(parsed, pendulum.Date):
+                parsed = pendulum.datetime(parsed.year, parsed.month, parsed.day)
+            else:
+                return None
+        return parsed.in_timezone("UTC").to_iso8601_string()
+    if (kind is int or kind is float) and math.isfinite(value):
+        seconds = value / 1000 if abs(value) > EPOCH_MILLISECONDS_THRESHOLD else value
+        try:
+            moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+        return pendulum.instance(moment).to_iso8601_string()
+    return None
+
+
+class RecordTransformer:
+    """Turns record data into the Heap item for the configured API type.
+
+    `transform` raises InvalidRecord; `stats` counts values changed on the way (truncations,
+    dropped properties).
+    """
+
+    def __init__(self, mapping: ColumnMapping) -> None:
+        self.mapping = mapping
+        self.stats = TransformStats()
+        self._putters = (
+            None
+            if mapping.property_columns is None
+            else tuple(_property_putter(c, self.stats) for c in mapping.property_columns)
+        )
+        self._reserved_user_property = mapping.api_type is ApiType.ADD_USER_PROPERTIES
+        self.transform = self._build_transform()
+
+    def properties(self, data: dict) -> dict:
+        out: dict = {}
+        if self._putters is None:
+            flatten_leaves(data, "", out, self.stats)
+        else:
+            for put in self._putters:
+                put(data, out)
+        if self._reserved_user_property:
+            self._drop_reserved_id(out)
+        return out
+
+    def _drop_reserved_id(self, properties: dict) -> None:
+        """Heap rejects a user property named `id` in any casing; drop it instead of the user."""
+        for key in [k for k in properties if k.lower() == "id"]:
+            del properties[key]
+            self.stats.drop("user property named 'id' (reserved by Heap)")
+
+    def _build_transform(self) -> Callable[[dict, bytes], HeapItem]:
+        mapping = self.mapping
+        if mapping.api_type is ApiType.TRACK:
+            return self._track_transform()
+        if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
+            return self._keyed_transform("identity", mapping.identity_column, _IDENTITY_MAX)
+        return self._keyed_transform("account_id", mapping.account_id_column, None)
+
+    def _keyed_transform(
+        self, key: str, column: ColumnPath | None, max_length: int | None
+    ) -> Callable[[dict, bytes], HeapItem]:
+        assert column is not None
+        getter, name, properties = compile_getter(column), column.name, self.properties
+
+        def transform(data: dict, stream_key: bytes = b"") -> HeapItem:
+            return {
+                key: _required_text(getter, name, max_length, data),
+                "properties": properties(data),
+            }
+
+        return transform
+
+    def _track_transform(self) -> Callable[[dict, bytes], HeapItem]:
+        mapping = self.mapping
+        assert mapping.identity_column is not None and mapping.event_column is not None
+        identity_get, identity_name = (
+            compile_getter(mapping.identity_column),
+            mapping.identity_column.name,
+        )
+        event_get, event_name = compile_getter(mapping.event_column), mapping.event_column.name
+        timestamp = self._timestamp_reader()
+        idempotency_key = self._idempotency_reader()
+        properties = self.properties
+
+        def transform(data: dict, stream_key: bytes = b"") -> HeapItem:
+            return {
+                "identity": _required_text(identity_get, identity_name, _IDENTITY_MAX, data),
+                "event": _required_text(event_get, event_name, _EVENT_MAX, data),
+                "timestamp": timestamp(data),
+                "properties": properties(data),
+                "idempotency_key": idempotency_key(data, stream_key),
+            }
+
+        return transform
+
+    def _timestamp_reader(self) -> Callable[[dict], str]:
+        column = self.mapping.timestamp_column
+        if column is None:
+            return lambda data: now_iso8601()
+        getter, name = compile_getter(column), column.name
+
+        def read(data: dict) -> str:
+            value = getter(data)
+            if value is None or value == "":
+                return now_iso8601()
+            if type(value) is str and _is_iso8601_extended(value):
+                return value
+            normalised = normalise_timestamp(value)
+            if normalised is None:
+                raise InvalidRecord(f"{name} is not a date-time (ISO 8601, date text or epoch)")
+            return normalised
+
+        return read
+
+    def _idempotency_reader(self) -> Callable[[dict, bytes], str]:
+        column = self.mapping.idempotency_key_column
+        if column is None:
+            return record_hash
+        getter, name = compile_getter(column), column.name
+        return lambda data, stream_key: _required_text(getter, name, None, data)
+
+
+def record_hash(data: dict, stream_key: bytes) -> str:
+    """A stable idempotency key: the same record of the same stream always gives the same key.
+
+    Canonical JSON (sorted keys, orjson's number formatting) so key order in the source does
+    not matter; 32 hex characters (128 bits) of SHA-256.
+    """
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(stream_key + canonical).hexdigest()[:32]
+
+
+def stream_key(namespace: Optional[str], name: str) -> bytes:
+    """The stream part of the idempotency hash; namespaced streams of one name differ."""
+    return orjson.dumps([namespace, name]) + b"\n"
+
+
+_IDENTITY_MAX = heap_limits.MAX_IDENTITY_LENGTH
+_EVENT_MAX = heap_limits.MAX_EVENT_NAME_LENGTH
