@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import orjson
 import requests
@@ -48,7 +48,7 @@ class HeapRejected(HeapError):
 class HeapTransientError(HeapError):
     """Worth retrying: timeouts, dropped connections, 429, 5xx. `retry_after` is in seconds."""
 
-    def __init__(self, description: str, retry_after: Optional[float] = None) -> None:
+    def __init__(self, description: str, retry_after: float | None = None) -> None:
         super().__init__(description)
         self.retry_after = retry_after
 
@@ -66,11 +66,11 @@ class HeapClient:
         self,
         endpoint_url: str,
         app_id: str,
-        bulk_key: Optional[str],
+        bulk_key: str | None,
         pool_size: int = 4,
         timeout: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
     ) -> None:
-        """`bulk_key` (`events`, `users`, `accounts`) selects the bulk form; None the single form."""
+        """`bulk_key` (`events`, `users` or `accounts`) selects the bulk form, None the single."""
         self.endpoint_url = endpoint_url
         self.app_id = app_id
         self.bulk_key = bulk_key
@@ -92,7 +92,7 @@ class HeapClient:
     def send(self, items: Sequence[dict]) -> None:
         self.post(self.body(items))
 
-    def post(self, body: bytes, url: Optional[str] = None) -> None:
+    def post(self, body: bytes, url: str | None = None) -> None:
         """POST a prepared body; returns on 2xx, raises a HeapError subclass otherwise."""
         target = url or self.endpoint_url
         try:
@@ -157,7 +157,7 @@ def response_message(response: requests.Response) -> str:
     return text[:MAX_MESSAGE_LENGTH]
 
 
-def parse_retry_after(headers: requests.structures.CaseInsensitiveDict) -> Optional[float]:
+def parse_retry_after(headers: requests.structures.CaseInsensitiveDict) -> float | None:
     """`Retry-After` as seconds from now: delta-seconds or an HTTP-date; None if absent/invalid."""
     value = headers.get("Retry-After")
     if not value:

@@ -9,7 +9,7 @@ Messages carry column names only, never values.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from destination_heap_analytics.config import ColumnPath
 from destination_heap_analytics.transformer import compile_getter
@@ -57,7 +57,7 @@ class ColumnReport:
         return message
 
 
-def suggest_column(name: str, known: set[str]) -> Optional[str]:
+def suggest_column(name: str, known: set[str]) -> str | None:
     """The closest existing dotted path: same name ignoring case or `_`/`.`, else difflib's best."""
     folded = _fold(name)
     for key in sorted(known):

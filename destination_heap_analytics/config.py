@@ -8,9 +8,10 @@ once, here, with the name of the field to fix, and the caller's dict is never mu
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Mapping
+from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 from destination_heap_analytics import heap_limits
@@ -29,7 +30,7 @@ class ConfigError(ValueError):
         self.field = field
 
 
-class ApiType(str, Enum):
+class ApiType(StrEnum):
     TRACK = "track"
     ADD_USER_PROPERTIES = "add_user_properties"
     ADD_ACCOUNT_PROPERTIES = "add_account_properties"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
 from destination_heap_analytics.pacer import Pacer

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import logging
 import traceback
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (

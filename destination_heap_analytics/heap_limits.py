@@ -38,6 +38,6 @@ SINGLE_REQUEST_LIMIT_PER_IDENTITY = (30, 30.0)
 # add_user_properties bulk and add_account_properties (single and bulk): not documented, so the
 # connector does no client-side pacing for them unless the user sets max_events_per_minute.
 
-# -- Hosts (section 1) ------------------------------------------------------------------------------
+# -- Hosts (section 1) --------------------------------------------------------------------------
 US_BASE_URL = "https://heapanalytics.com"
 EU_BASE_URL = "https://c.eu.heap-api.com"

@@ -8,7 +8,7 @@ the kind of problem, counts the line, and carries on.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import orjson
 from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer

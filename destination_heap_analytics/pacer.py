@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 from destination_heap_analytics.config import Pacing, RateLimit
 
@@ -99,12 +99,12 @@ class Pacer:
             if not self._sleep(wait):
                 return False
 
-    def _identity_counts(self, items: list[dict]) -> Optional[Counter]:
+    def _identity_counts(self, items: list[dict]) -> Counter | None:
         if self._identity_limit is None:
             return None
         return Counter(item["identity"] for item in items if "identity" in item)
 
-    def _wait_needed(self, now: float, count: int, identities: Optional[Counter]) -> float:
+    def _wait_needed(self, now: float, count: int, identities: Counter | None) -> float:
         wait = 0.0
         if self._app is not None:
             wait = max(self._next_free - now, self._app.wait_needed(now, count))
@@ -115,7 +115,7 @@ class Pacer:
                     wait = max(wait, window.wait_needed(now, n))
         return wait
 
-    def _record(self, now: float, count: int, identities: Optional[Counter]) -> None:
+    def _record(self, now: float, count: int, identities: Counter | None) -> None:
         if self._app is not None:
             self._app.record(now, count)
             self._next_free = max(now, self._next_free) + count * self._interval

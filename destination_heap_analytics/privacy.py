@@ -7,7 +7,8 @@ replaced.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 REDACTED = "<redacted>"
 MIN_REDACTED_LENGTH = 3

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import TypeVar
 
 from destination_heap_analytics.client import HeapTransientError
 
@@ -41,7 +42,7 @@ class RetryPolicy:
     base_delay: float = BASE_DELAY_SECONDS
     max_backoff: float = MAX_BACKOFF_SECONDS
 
-    def delay(self, attempt: int, retry_after: Optional[float], rand: Callable[[], float]) -> float:
+    def delay(self, attempt: int, retry_after: float | None, rand: Callable[[], float]) -> float:
         """Retry-After when Heap sent one; else full jitter: uniform(0, min(cap, base * 2^n))."""
         if retry_after is not None:
             return retry_after

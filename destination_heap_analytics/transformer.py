@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pendulum
@@ -156,7 +157,7 @@ def _property_putter(column: ColumnPath, stats: TransformStats) -> Callable[[dic
     return put
 
 
-def as_text(value: Any) -> Optional[str]:
+def as_text(value: Any) -> str | None:
     """Identity, account id, event name: strings, or numbers written as text; else None."""
     kind = type(value)
     if kind is str:
@@ -198,7 +199,7 @@ def _is_iso8601_extended(text: str) -> bool:
     return True
 
 
-def normalise_timestamp(value: Any) -> Optional[str]:
+def normalise_timestamp(value: Any) -> str | None:
     """ISO 8601 text for Heap, or None when the value cannot be read as a point in time."""
     kind = type(value)
     if kind is str:
@@ -217,7 +218,7 @@ def normalise_timestamp(value: Any) -> Optional[str]:
     if (kind is int or kind is float) and math.isfinite(value):
         seconds = value / 1000 if abs(value) > EPOCH_MILLISECONDS_THRESHOLD else value
         try:
-            moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+            moment = datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
         return pendulum.instance(moment).to_iso8601_string()
@@ -341,7 +342,7 @@ def record_hash(data: dict, stream_key: bytes) -> str:
     return hashlib.sha256(stream_key + canonical).hexdigest()[:32]
 
 
-def stream_key(namespace: Optional[str], name: str) -> bytes:
+def stream_key(namespace: str | None, name: str) -> bytes:
     """The stream part of the idempotency hash; namespaced streams of one name differ."""
     return orjson.dumps([namespace, name]) + b"\n"
 

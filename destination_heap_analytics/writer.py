@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from typing import Optional
 
 from airbyte_cdk.models import (
     AirbyteLogMessage,
@@ -41,7 +40,7 @@ PROGRESS_CHECK_EVERY = 1024
 LOGGED_ROWS_PER_REASON = 10
 """Rows logged individually per skip reason; the rest are counted in the summary."""
 
-StreamId = tuple[Optional[str], str]
+StreamId = tuple[str | None, str]
 
 
 class CatalogStreams:
@@ -191,7 +190,7 @@ class HeapWriter:
         """Interruptible sleep for retries and pacing: False once the sync is cancelled."""
         return not self._cancelled.wait(seconds)
 
-    def _admit_stream(self, stream: StreamId) -> Optional[bytes]:
+    def _admit_stream(self, stream: StreamId) -> bytes | None:
         if stream not in self._streams:
             if not self.stats.ignored_streams[stream[1]]:
                 self.log(
