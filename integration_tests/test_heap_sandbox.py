@@ -547,23 +547,22 @@ def test_cli_serves_and_exits_cleanly_on_sigterm() -> None:
     project = Path(__file__).resolve().parents[1]
     command = [sys.executable, "-m", "integration_tests.heap_sandbox", "--port", "0"]
     command += ["--rate-limit-events", "1", "--rate-limit-window-seconds", "30", "--no-bodies"]
-    process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline().strip()
-        assert line.startswith("listening on http://127.0.0.1:")
-        url = line.removeprefix("listening on ")
+    with subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            line = process.stdout.readline().strip()
+            assert line.startswith("listening on http://127.0.0.1:")
+            url = line.removeprefix("listening on ")
 
-        first = requests.post(url + TRACK, json={"app_id": "1", **event()}, timeout=TIMEOUT)
-        second = requests.post(url + TRACK, json={"app_id": "1", **event()}, timeout=TIMEOUT)
-        state = requests.get(url + "/_sandbox/state", timeout=TIMEOUT).json()
+            first = requests.post(url + TRACK, json={"app_id": "1", **event()}, timeout=TIMEOUT)
+            second = requests.post(url + TRACK, json={"app_id": "1", **event()}, timeout=TIMEOUT)
+            state = requests.get(url + "/_sandbox/state", timeout=TIMEOUT).json()
 
-        assert (first.status_code, second.status_code) == (200, 429)
-        assert len(state["accepted"]["track"]) == 1
-        assert "body" not in state["requests"][0]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
-        assert process.stdout.read() == ""
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+            assert (first.status_code, second.status_code) == (200, 429)
+            assert len(state["accepted"]["track"]) == 1
+            assert "body" not in state["requests"][0]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=5) == 0
+            assert process.stdout.read() == ""
+        finally:
+            if process.poll() is None:
+                process.kill()
