@@ -1,0 +1,62 @@
+"""The one-time report of configured columns the data never has."""
+
+from __future__ import annotations
+
+from destination_heap_analytics.column_report import ColumnReport, suggest_column
+from destination_heap_analytics.config import ColumnPath
+
+RECORD = {"identities": {"provider": "auth0"}, "user_id": "u1", "created_at": "2022"}
+
+
+def columns(*names: str) -> list[ColumnPath]:
+    return [ColumnPath.parse(name, "test") for name in names]
+
+
+def test_seed_underscore_column_gets_the_dotted_suggestion():
+    report = ColumnReport(columns("identities_provider", "user_id"), sample_size=3)
+    for _ in range(3):
+        report.observe(RECORD)
+    assert not report.sampling
+    warnings = report.warnings()
+    assert len(warnings) == 1
+    assert "'identities_provider'" in warnings[0]
+    assert "Did you mean 'identities.provider'?" in warnings[0]
+
+
+def test_present_columns_are_not_reported_and_report_is_given_once():
+    report = ColumnReport(columns("user_id", "identities.provider"), sample_size=1)
+    report.observe(RECORD)
+    assert report.warnings() == []
+    assert report.warnings() == []
+
+
+def test_warnings_only_once_even_when_columns_are_missing():
+    report = ColumnReport(columns("nope"), sample_size=1)
+    report.observe(RECORD)
+    assert len(report.warnings()) == 1
+    assert report.warnings() == []
+
+
+def test_column_seen_in_a_later_sampled_record_is_not_reported():
+    report = ColumnReport(columns("late"), sample_size=5)
+    report.observe(RECORD)
+    report.observe({**RECORD, "late": 1})
+    assert report.warnings() == []
+
+
+def test_no_records_means_no_report():
+    assert ColumnReport(columns("x")).warnings() == []
+
+
+def test_suggestions_case_and_close_names_and_none():
+    known = {"user_id", "identities", "identities.provider", "created_at"}
+    assert suggest_column("USER_ID", known) == "user_id"
+    assert suggest_column("created_att", known) == "created_at"
+    assert suggest_column("completely_else", known) is None
+
+
+def test_warnings_never_contain_values():
+    report = ColumnReport(columns("emial"), sample_size=1)
+    report.observe({"email": "secret-person@example.com"})
+    (warning,) = report.warnings()
+    assert "secret-person" not in warning and "'email'" in warning
