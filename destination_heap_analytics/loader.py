@@ -6,6 +6,10 @@ number; `acknowledged()` is the highest number up to which every batch is fully 
 (delivered, or rejected and counted). A state is released once that watermark passes the last
 batch submitted before it, which keeps states in input order and never early, without stopping
 the flow of records at each state.
+
+User and account properties are last-write-wins in Heap, so two batches that touch the same
+identity (or account) are never in flight together: the later one waits for the earlier one,
+retries included. Events need no such care; each carries its own timestamp.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ class BatchLoader:
         batch_size: int,
         max_concurrent: int,
         cancelled: threading.Event,
+        ordering_key: Callable[[dict], str] | None = None,
     ) -> None:
-        """`deliver` runs in a sending thread and raises only fatal errors."""
+        """`deliver` runs in a sending thread and raises only fatal errors; batches sharing an
+        `ordering_key` value are delivered one after the other, in input order."""
         self._deliver = deliver
         self._batch_size = batch_size
         self._max_concurrent = max_concurrent
@@ -34,7 +40,9 @@ class BatchLoader:
         self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="heap-send")
         self._items: list[dict] = []
         self._rows: list[int] = []
+        self._ordering_key = ordering_key
         self._in_flight: deque[tuple[int, Future]] = deque()
+        self._keys_in_flight: dict[Future, frozenset[str]] = {}
         self._submitted_seq = 0
         self._acknowledged_seq = 0
 
@@ -48,11 +56,15 @@ class BatchLoader:
         """Hand the filling batch to a sending thread, waiting for a free one if all are busy."""
         if not self._items:
             return
-        self._wait_for_capacity()
+        keys = self._batch_keys()
+        self._wait_for_capacity(keys)
         self._submitted_seq += 1
         batch = Batch(self._submitted_seq, self._items, self._rows)
         self._items, self._rows = [], []
-        self._in_flight.append((batch.seq, self._executor.submit(self._deliver, batch)))
+        future = self._executor.submit(self._deliver, batch)
+        self._in_flight.append((batch.seq, future))
+        if keys:
+            self._keys_in_flight[future] = keys
 
     def drain(self) -> int:
         """Send what is pending; returns the sequence a state must wait for."""
@@ -86,13 +98,21 @@ class BatchLoader:
         self._cancelled.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _wait_for_capacity(self) -> None:
+    def _batch_keys(self) -> frozenset[str]:
+        key = self._ordering_key
+        return frozenset(key(item) for item in self._items) if key is not None else frozenset()
+
+    def _wait_for_capacity(self, keys: frozenset[str]) -> None:
+        """Wait for a free sender, and for any batch in flight that shares a key with this one."""
         while True:
             self._raise_fatal_errors()
+            for future in [f for f in self._keys_in_flight if f.done()]:
+                del self._keys_in_flight[future]
             busy = [f for _, f in self._in_flight if not f.done()]
-            if len(busy) < self._max_concurrent:
+            blocking = [f for f in busy if not keys.isdisjoint(self._keys_in_flight.get(f, ()))]
+            if len(busy) < self._max_concurrent and not blocking:
                 return
-            wait(busy, return_when=FIRST_COMPLETED)
+            wait(blocking or busy, return_when=FIRST_COMPLETED)
 
     def _raise_fatal_errors(self) -> None:
         """A failed batch ends the sync as soon as it is seen, not when its turn comes."""

@@ -8,9 +8,11 @@ thread; the sending threads only count.
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 from airbyte_cdk.models import (
     AirbyteLogMessage,
@@ -26,7 +28,7 @@ from airbyte_cdk.models import (
 
 from destination_heap_analytics.client import HeapClient
 from destination_heap_analytics.column_report import ColumnReport
-from destination_heap_analytics.config import HeapConfig
+from destination_heap_analytics.config import ApiType, HeapConfig
 from destination_heap_analytics.delivery import BatchDelivery, DeliveryStats
 from destination_heap_analytics.loader import BatchLoader
 from destination_heap_analytics.pacer import Pacer
@@ -103,6 +105,7 @@ class HeapWriter:
             effective_batch_size(config),
             config.max_concurrent_requests,
             self._cancelled,
+            ordering_key=ordering_key(config),
         )
         self.stats = SyncStats(input_stats, delivery_stats, self._transformer.stats)
         self._streams = CatalogStreams(catalog)
@@ -251,6 +254,15 @@ def effective_batch_size(config: HeapConfig) -> int:
     """A batch must fit the per-app rate limit, or it could never be sent."""
     limit = config.pacing.per_app
     return min(config.batch_size, limit.items) if limit is not None else config.batch_size
+
+
+def ordering_key(config: HeapConfig) -> Callable[[dict], str] | None:
+    """Which item field must keep its input order across batches (last write wins in Heap)."""
+    if config.api_type is ApiType.ADD_USER_PROPERTIES:
+        return operator.itemgetter("identity")
+    if config.api_type is ApiType.ADD_ACCOUNT_PROPERTIES:
+        return operator.itemgetter("account_id")
+    return None
 
 
 def log_message(level: Level, text: str) -> AirbyteMessage:

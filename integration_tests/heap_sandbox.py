@@ -349,6 +349,7 @@ class Faults:
     fixed_status: int | None = None
     fixed_message: str | None = None
     rate_limit: dict[str, Any] | None = None
+    reject_marker: str | None = None
     seed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -422,6 +423,10 @@ def merge_faults(current: Faults, **changes: Any) -> Faults:
     if merged.seed is not None and type(merged.seed) is not int:
         raise ValueError("seed must be an integer or None")
     _check_retry_after(merged.retry_after)
+    if merged.reject_marker is not None and (
+        not isinstance(merged.reject_marker, str) or not merged.reject_marker
+    ):
+        raise ValueError("reject_marker must be a non-empty string or None")
     _check_fixed(merged.fixed_status, merged.fixed_message)
     return dataclasses.replace(merged, rate_limit=_normalise_rate_limit(merged.rate_limit))
 
@@ -593,6 +598,18 @@ def _parse(raw: bytes) -> Any:
         return _UNPARSEABLE
 
 
+def _marked_item(api_type: str, body: dict, items: list[dict], marker: str) -> str | None:
+    """The `reject_marker` fault: Heap refusing a valid-looking item for a reason of its own
+    (undocumented rules exist). The message locates the item and never quotes it."""
+    bulk_key = ARRAY_KEYS[api_type] if ARRAY_KEYS[api_type] in body else None
+    needle = marker.encode()
+    for index, item in enumerate(items):
+        if needle in _dumps(item):
+            where = f"{bulk_key}[{index}]" if bulk_key else "body"
+            return f"{where}: refused by the sandbox's reject_marker rule"
+    return None
+
+
 def _new_counters() -> dict[str, int]:
     """Counters present from the start so clients can read them without defaults."""
     names = (
@@ -717,9 +734,14 @@ class HeapSandbox:
     default), so a CLI-configured rate limit survives a reset between benchmark runs.
     """
 
-    def __init__(self, port: int = 0, *, record_bodies: bool = True, **faults: Any) -> None:
+    def __init__(
+        self, port: int = 0, *, record_bodies: bool = True, store_items: bool = True, **faults: Any
+    ) -> None:
+        """`store_items=False` counts accepted items without keeping them (a 1M-item benchmark
+        would otherwise hold about 1 GB); idempotency keys are still remembered."""
         self._port = port
         self._record_bodies = record_bodies
+        self._store_items = store_items
         self._baseline = merge_faults(Faults(), **faults)
         self._lock = threading.Lock()
         self._server: _SandboxServer | None = None
@@ -931,6 +953,10 @@ class HeapSandbox:
             app_id, _form, items = validate_body(api_type, body)
         except ValidationError as exc:
             return _api_error(api_type, 400, str(exc))
+        if faults.reject_marker is not None:
+            refused = _marked_item(api_type, body, items, faults.reject_marker)
+            if refused is not None:
+                return _api_error(api_type, 400, refused)
         wait = self._admit_and_store(api_type, app_id, items, faults.rate_limit)
         if wait:
             headers = (("Retry-After", str(max(1, math.ceil(wait)))),)
@@ -972,6 +998,9 @@ class HeapSandbox:
                         self._counters["duplicates_ignored"] += 1
                         continue
                     seen.add(key)
+            if not self._store_items:
+                stored += 1
+                continue
             if copy:
                 item = {**item, "_app_id": app_id, "_received_at": now}
             else:
@@ -1033,6 +1062,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate-limit-per-identity", type=int, help="track items per identity")
     parser.add_argument("--seed", type=int, help="seed for random fault decisions")
     parser.add_argument("--no-bodies", action="store_true", help="do not keep request bodies")
+    parser.add_argument(
+        "--count-only", action="store_true", help="count accepted items without keeping them"
+    )
     args = parser.parse_args(argv)
     if args.rate_limit_per_identity is not None and args.rate_limit_events is None:
         parser.error("--rate-limit-per-identity needs --rate-limit-events")
@@ -1055,7 +1087,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         sandbox = HeapSandbox(
-            args.port, record_bodies=not args.no_bodies, **_faults_from_args(args)
+            args.port,
+            record_bodies=not args.no_bodies,
+            store_items=not args.count_only,
+            **_faults_from_args(args),
         )
     except ValueError as exc:
         print(f"heap_sandbox: {exc}", file=sys.stderr)

@@ -566,3 +566,30 @@ def test_cli_serves_and_exits_cleanly_on_sigterm() -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_reject_marker_refuses_the_marked_item_without_quoting_it():
+    with HeapSandbox(reject_marker="BAD-ROW") as server:
+        good = {"identity": "u1", "properties": {"k": "v"}}
+        bad = {"identity": "u2", "properties": {"k": "xx BAD-ROW xx"}}
+        response = requests.post(
+            f"{server.url}/api/add_user_properties",
+            json={"app_id": "1", "users": [good, bad]},
+            timeout=5,
+        )
+        assert response.status_code == 400
+        assert response.json()["message"].startswith("users[1]:")
+        assert "BAD-ROW" not in response.text
+        ok = requests.post(
+            f"{server.url}/api/add_user_properties", json={"app_id": "1", **good}, timeout=5
+        )
+        assert ok.status_code == 200
+        assert len(server.accepted("add_user_properties")) == 1
+
+
+def test_count_only_counts_without_keeping_items():
+    with HeapSandbox(store_items=False) as server:
+        body = {"app_id": "1", "events": [{"identity": "u", "event": "e"}] * 3}
+        assert requests.post(f"{server.url}/api/track", json=body, timeout=5).status_code == 200
+        assert server.counters()["items_accepted"] == 3
+        assert server.accepted("track") == []

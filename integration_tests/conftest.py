@@ -1,0 +1,115 @@
+"""Fixtures for running the real CLI (`python main.py …`) against the local Heap sandbox."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from integration_tests.heap_sandbox import HeapSandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_files"
+CATALOG = SAMPLES / "configured_catalog.json"
+SAMPLE_CONFIGS = {
+    "track": "config-events.json",
+    "add_user_properties": "config-aup.json",
+    "add_account_properties": "config-aap.json",
+}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[HeapSandbox]:
+    with HeapSandbox() as server:
+        yield server
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def messages(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def logs(self) -> list[str]:
+        return [m["log"]["message"] for m in self.of_type("LOG")]
+
+    @property
+    def states(self) -> list[dict]:
+        return [m["state"] for m in self.of_type("STATE")]
+
+
+def sample_config(api_type: str, base_url: str, **overrides) -> dict:
+    config = json.loads((SAMPLES / SAMPLE_CONFIGS[api_type]).read_text())
+    return {**config, "base_url": base_url, **overrides}
+
+
+def write_json(tmp_path: Path, name: str, payload: object) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "main.py"), *args]
+
+
+def run_cli(*args: str, stdin: str = "", timeout: float = 120) -> CliRun:
+    done = subprocess.run(
+        cli_command(*args),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    return CliRun(done.returncode, done.stdout, done.stderr)
+
+
+def run_write(
+    tmp_path: Path, config: dict, messages: str, catalog: Path = CATALOG, timeout: float = 120
+) -> CliRun:
+    config_path = write_json(tmp_path, "config.json", config)
+    return run_cli(
+        "write",
+        "--config",
+        str(config_path),
+        "--catalog",
+        str(catalog),
+        stdin=messages,
+        timeout=timeout,
+    )
+
+
+def record_line(data: dict, stream: str = "users") -> str:
+    return json.dumps(
+        {"type": "RECORD", "record": {"stream": stream, "data": data, "emitted_at": 1}}
+    )
+
+
+def state_line(value: object, stream: str = "users") -> str:
+    return json.dumps(
+        {
+            "type": "STATE",
+            "state": {
+                "type": "STREAM",
+                "stream": {"stream_descriptor": {"name": stream}, "stream_state": {"v": value}},
+            },
+        }
+    )
+
+
+def lines(*parts: str) -> str:
+    return "\n".join(parts) + "\n"

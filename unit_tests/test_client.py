@@ -1,0 +1,303 @@
+"""HeapClient: request bodies, headers, and the mapping of every answer onto a typed outcome."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from destination_heap_analytics.client import (
+    MAX_MESSAGE_LENGTH,
+    HeapClient,
+    HeapConfigurationError,
+    HeapRejected,
+    HeapTransientError,
+    parse_retry_after,
+)
+
+URL = "https://heap.test/api/track"
+APP_ID = "app-42"
+
+
+@pytest.fixture
+def single_client() -> Iterator[HeapClient]:
+    client = HeapClient(URL, APP_ID, bulk_key=None)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bulk_client() -> Iterator[HeapClient]:
+    client = HeapClient(URL, APP_ID, bulk_key="events")
+    yield client
+    client.close()
+
+
+# --- body -------------------------------------------------------------------------------------
+
+
+def test_single_body_is_app_id_then_item_fields_in_order(single_client):
+    item = {"identity": "u1", "event": "signup", "properties": {"plan": "pro"}}
+
+    payload = json.loads(single_client.body([item]))
+
+    assert payload == {"app_id": APP_ID, **item}
+    assert list(payload) == ["app_id", "identity", "event", "properties"]
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_single_body_rejects_other_than_one_item(single_client, count):
+    with pytest.raises(ValueError):
+        single_client.body([{"identity": str(n)} for n in range(count)])
+
+
+def test_bulk_body_wraps_items_under_bulk_key(bulk_client):
+    items = [{"identity": "u1", "event": "a"}, {"identity": "u2", "event": "b"}]
+
+    payload = json.loads(bulk_client.body(items))
+
+    assert payload == {"app_id": APP_ID, "events": items}
+    assert list(payload) == ["app_id", "events"]
+
+
+def test_send_posts_body_as_json(bulk_client, requests_mock):
+    requests_mock.post(URL, status_code=200)
+    items = [{"identity": "u1", "event": "a"}]
+
+    bulk_client.send(items)
+
+    request = requests_mock.last_request
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.json() == {"app_id": APP_ID, "events": items}
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+def test_2xx_returns_normally(bulk_client, requests_mock, status):
+    requests_mock.post(URL, status_code=status)
+
+    assert bulk_client.send([{"identity": "u1"}]) is None
+    assert requests_mock.call_count == 1
+
+
+def test_post_uses_explicit_url_when_given(bulk_client, requests_mock):
+    other = "https://heap.test/api/other"
+    requests_mock.post(other, status_code=200)
+
+    bulk_client.post(b"{}", url=other)
+
+    assert requests_mock.last_request.url == other
+
+
+# --- rejected bodies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_rejected_statuses_raise_heap_rejected_with_json_message(
+    bulk_client, requests_mock, status
+):
+    requests_mock.post(URL, status_code=status, json={"message": "property too long"})
+
+    with pytest.raises(HeapRejected) as raised:
+        bulk_client.send([{"identity": "u1"}])
+
+    assert raised.value.status == status
+    assert raised.value.message == "property too long"
+
+
+def test_rejected_message_taken_from_json_error_field(bulk_client, requests_mock):
+    requests_mock.post(URL, status_code=400, json={"error": "identity is required"})
+
+    with pytest.raises(HeapRejected) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.message == "identity is required"
+
+
+def test_rejected_empty_json_object_falls_back_to_reason(bulk_client, requests_mock):
+    requests_mock.post(URL, status_code=400, json={}, reason="Bad Request Reason")
+
+    with pytest.raises(HeapRejected) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.message == "Bad Request Reason"
+
+
+def test_rejected_text_body_used_as_message(bulk_client, requests_mock):
+    requests_mock.post(
+        URL,
+        status_code=400,
+        text="  event name is invalid \n",
+        headers={"Content-Type": "text/plain"},
+    )
+
+    with pytest.raises(HeapRejected) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.message == "event name is invalid"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"json": {"message": "m" * (MAX_MESSAGE_LENGTH * 3)}},
+        {"text": "t" * (MAX_MESSAGE_LENGTH * 3)},
+    ],
+    ids=["json", "text"],
+)
+def test_rejected_message_truncated_to_max_length(bulk_client, requests_mock, kwargs):
+    requests_mock.post(URL, status_code=400, **kwargs)
+
+    with pytest.raises(HeapRejected) as raised:
+        bulk_client.send([{}])
+
+    assert len(raised.value.message) == MAX_MESSAGE_LENGTH
+
+
+# --- transient failures -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+def test_transient_statuses_raise_transient_error(bulk_client, requests_mock, status):
+    requests_mock.post(URL, status_code=status)
+
+    with pytest.raises(HeapTransientError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.retry_after is None
+    assert str(status) in str(raised.value)
+
+
+@pytest.mark.parametrize(("header", "expected"), [("0", 0.0), ("1.5", 1.5), ("7", 7.0)])
+def test_transient_error_carries_retry_after_seconds(bulk_client, requests_mock, header, expected):
+    requests_mock.post(URL, status_code=429, headers={"Retry-After": header})
+
+    with pytest.raises(HeapTransientError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.retry_after == expected
+
+
+def test_transient_error_carries_retry_after_http_date(bulk_client, requests_mock):
+    date = email.utils.formatdate(time.time() + 5, usegmt=True)
+    requests_mock.post(URL, status_code=503, headers={"Retry-After": date})
+
+    with pytest.raises(HeapTransientError) as raised:
+        bulk_client.send([{}])
+
+    assert 3 <= raised.value.retry_after <= 6
+
+
+def test_transient_error_garbage_retry_after_is_none(bulk_client, requests_mock):
+    requests_mock.post(URL, status_code=429, headers={"Retry-After": "soon-ish"})
+
+    with pytest.raises(HeapTransientError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        requests.exceptions.ConnectTimeout,
+        requests.exceptions.ReadTimeout,
+        requests.exceptions.ConnectionError,
+    ],
+)
+def test_network_failures_raise_transient_error(bulk_client, requests_mock, exc):
+    requests_mock.post(URL, exc=exc)
+
+    with pytest.raises(HeapTransientError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.retry_after is None
+
+
+# --- configuration errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "field"),
+    [(401, "app_id"), (403, "app_id"), (404, "base_url"), (405, "base_url")],
+)
+def test_configuration_statuses_name_the_field_to_fix(bulk_client, requests_mock, status, field):
+    requests_mock.post(URL, status_code=status)
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.field == field
+    assert str(status) in str(raised.value)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirect_is_a_base_url_error_and_not_followed(bulk_client, requests_mock, status):
+    target = "https://elsewhere.test/api/track"
+    requests_mock.post(URL, status_code=status, headers={"Location": target})
+    followed = requests_mock.post(target, status_code=200)
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.field == "base_url"
+    assert not followed.called
+    assert requests_mock.call_count == 1
+
+
+def test_ssl_error_is_a_base_url_error(bulk_client, requests_mock):
+    requests_mock.post(URL, exc=requests.exceptions.SSLError)
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.field == "base_url"
+
+
+def test_dns_failure_in_connection_error_chain_is_a_base_url_error(bulk_client, requests_mock):
+    error = requests.exceptions.ConnectionError("connection failed")
+    error.__cause__ = socket.gaierror(-2, "Name or service not known")
+    requests_mock.post(URL, exc=error)
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.field == "base_url"
+    assert "DNS" in str(raised.value)
+
+
+# --- parse_retry_after ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0", 0.0), ("1.5", 1.5), (" 12 ", 12.0), ("-4", 0.0)],
+)
+def test_parse_retry_after_seconds(value, expected):
+    assert parse_retry_after(CaseInsensitiveDict({"Retry-After": value})) == expected
+
+
+def test_parse_retry_after_http_date_in_future():
+    date = email.utils.formatdate(time.time() + 5, usegmt=True)
+
+    assert 3 <= parse_retry_after(CaseInsensitiveDict({"Retry-After": date})) <= 6
+
+
+def test_parse_retry_after_http_date_in_past_is_zero():
+    date = email.utils.formatdate(time.time() - 3600, usegmt=True)
+
+    assert parse_retry_after(CaseInsensitiveDict({"Retry-After": date})) == 0.0
+
+
+def test_parse_retry_after_header_name_is_case_insensitive():
+    assert parse_retry_after(CaseInsensitiveDict({"retry-after": "3"})) == 3.0
+
+
+@pytest.mark.parametrize("headers", [{}, {"Retry-After": ""}, {"Retry-After": "garbage"}])
+def test_parse_retry_after_absent_or_invalid_is_none(headers):
+    assert parse_retry_after(CaseInsensitiveDict(headers)) is None

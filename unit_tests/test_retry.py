@@ -1,0 +1,243 @@
+"""call_with_retries: backoff, Retry-After, time budget and cancellation, on a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from destination_heap_analytics.client import (
+    HeapConfigurationError,
+    HeapRejected,
+    HeapTransientError,
+)
+from destination_heap_analytics.retry import (
+    Cancelled,
+    RetriesExhausted,
+    RetryPolicy,
+    call_with_retries,
+)
+
+
+class FakeTime:
+    """A clock that only moves when `sleep` is called; records every sleep."""
+
+    def __init__(self, start: float = 1000.0, keep_going: bool = True) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self.keep_going = keep_going
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        return self.keep_going
+
+
+class Flaky:
+    """Raises the given errors in turn, then returns `result`."""
+
+    def __init__(self, errors: list[Exception], result: object = "ok") -> None:
+        self.errors = list(errors)
+        self.result = result
+        self.calls = 0
+
+    def __call__(self) -> object:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.result
+
+
+def run(operation, policy, fake, rand=lambda: 1.0, on_retry=None):
+    kwargs = {"on_retry": on_retry} if on_retry is not None else {}
+    return call_with_retries(
+        operation, policy, sleep=fake.sleep, clock=fake.clock, rand=rand, **kwargs
+    )
+
+
+def test_succeeds_after_transient_failures():
+    fake = FakeTime()
+    operation = Flaky([HeapTransientError("HTTP 503 from Heap")] * 3, result="done")
+
+    result = run(operation, RetryPolicy(max_retry_seconds=600), fake)
+
+    assert result == "done"
+    assert operation.calls == 4
+    assert len(fake.sleeps) == 3
+
+
+def test_success_on_first_try_never_sleeps():
+    fake = FakeTime()
+    operation = Flaky([])
+
+    assert run(operation, RetryPolicy(max_retry_seconds=600), fake) == "ok"
+    assert fake.sleeps == []
+
+
+def test_retry_after_is_used_as_the_delay():
+    fake = FakeTime()
+    operation = Flaky(
+        [
+            HeapTransientError("HTTP 429", retry_after=7.0),
+            HeapTransientError("HTTP 429", retry_after=0.0),
+        ]
+    )
+
+    run(operation, RetryPolicy(max_retry_seconds=600), fake, rand=lambda: 0.5)
+
+    assert fake.sleeps == [7.0, 0.0]
+
+
+def test_backoff_with_max_jitter_doubles_up_to_the_cap():
+    fake = FakeTime()
+    operation = Flaky([HeapTransientError("HTTP 500")] * 8)
+    policy = RetryPolicy(max_retry_seconds=10_000, base_delay=0.5, max_backoff=30.0)
+
+    run(operation, policy, fake, rand=lambda: 1.0)
+
+    assert fake.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_backoff_with_zero_jitter_does_not_wait():
+    fake = FakeTime()
+    operation = Flaky([HeapTransientError("HTTP 500")] * 4)
+
+    run(operation, RetryPolicy(max_retry_seconds=600), fake, rand=lambda: 0.0)
+
+    assert fake.sleeps == [0.0] * 4
+
+
+@pytest.mark.parametrize("attempt", range(10))
+@pytest.mark.parametrize("jitter", [0.0, 0.25, 0.999, 1.0])
+def test_delay_is_within_full_jitter_bound(attempt, jitter):
+    policy = RetryPolicy(max_retry_seconds=600, base_delay=0.5, max_backoff=30.0)
+    bound = min(30.0, 0.5 * 2**attempt)
+
+    delay = policy.delay(attempt, None, lambda: jitter)
+
+    assert 0.0 <= delay <= bound
+    assert delay == pytest.approx(jitter * bound)
+
+
+def test_retry_after_overrides_backoff_in_delay():
+    policy = RetryPolicy(max_retry_seconds=600, base_delay=0.5, max_backoff=30.0)
+
+    assert policy.delay(9, 2.5, lambda: 1.0) == 2.5
+
+
+def test_gives_up_when_next_delay_would_pass_the_budget():
+    fake = FakeTime()
+    # With rand=1.0: delays 0.5, 1, 2, 4 (total 7.5), then 8 would reach 15.5 > 10.
+    operation = Flaky([HeapTransientError("HTTP 503 from Heap")] * 100)
+
+    with pytest.raises(RetriesExhausted) as raised:
+        run(operation, RetryPolicy(max_retry_seconds=10), fake, rand=lambda: 1.0)
+
+    assert fake.sleeps == [0.5, 1.0, 2.0, 4.0]
+    assert operation.calls == 5
+    assert isinstance(raised.value.last_error, HeapTransientError)
+
+
+def test_retry_after_beyond_the_budget_gives_up_without_waiting():
+    fake = FakeTime()
+    operation = Flaky([HeapTransientError("HTTP 429", retry_after=3600.0)])
+
+    with pytest.raises(RetriesExhausted):
+        run(operation, RetryPolicy(max_retry_seconds=600), fake)
+
+    assert fake.sleeps == []
+    assert operation.calls == 1
+
+
+def test_delay_exactly_filling_the_budget_is_still_taken():
+    fake = FakeTime()
+    operation = Flaky([HeapTransientError("HTTP 429", retry_after=10.0)])
+
+    assert run(operation, RetryPolicy(max_retry_seconds=10), fake) == "ok"
+    assert fake.sleeps == [10.0]
+
+
+def test_exhausted_message_names_last_error_and_no_item_data():
+    fake = FakeTime()
+    item = {"identity": "SECRET-USER-77", "event": "SECRET-EVENT"}
+    errors = [HeapTransientError("HTTP 500 from Heap")] * 3 + [
+        HeapTransientError("HTTP 503 from Heap", retry_after=999.0)
+    ]
+    flaky = Flaky(errors)
+    sent: list[dict] = []
+
+    def operation():  # like the loader: the operation closes over the items it sends
+        sent.append(item)
+        return flaky()
+
+    with pytest.raises(RetriesExhausted) as raised:
+        run(operation, RetryPolicy(max_retry_seconds=60), fake)
+
+    message = str(raised.value)
+    assert "HTTP 503 from Heap" in message
+    assert "HTTP 500" not in message
+    assert "SECRET" not in message
+    assert raised.value.last_error is errors[-1]
+    assert len(sent) == 4
+
+
+@pytest.mark.parametrize(
+    "error",
+    [HeapRejected(400, "bad body"), HeapConfigurationError("app_id", "HTTP 401")],
+    ids=["rejected", "configuration"],
+)
+def test_non_transient_errors_propagate_without_retry(error):
+    fake = FakeTime()
+    operation = Flaky([error])
+
+    with pytest.raises(type(error)) as raised:
+        run(operation, RetryPolicy(max_retry_seconds=600), fake)
+
+    assert raised.value is error
+    assert operation.calls == 1
+    assert fake.sleeps == []
+
+
+def test_non_transient_error_after_transient_ones_propagates():
+    fake = FakeTime()
+    rejected = HeapRejected(422, "nope")
+    operation = Flaky([HeapTransientError("HTTP 500"), rejected])
+
+    with pytest.raises(HeapRejected):
+        run(operation, RetryPolicy(max_retry_seconds=600), fake)
+
+    assert operation.calls == 2
+    assert len(fake.sleeps) == 1
+
+
+def test_cancelled_sleep_raises_cancelled():
+    fake = FakeTime(keep_going=False)
+    operation = Flaky([HeapTransientError("HTTP 500")] * 5)
+
+    with pytest.raises(Cancelled):
+        run(operation, RetryPolicy(max_retry_seconds=600), fake)
+
+    assert operation.calls == 1
+    assert len(fake.sleeps) == 1
+
+
+def test_on_retry_called_with_each_error_and_delay():
+    fake = FakeTime()
+    errors = [
+        HeapTransientError("first", retry_after=3.0),
+        HeapTransientError("second"),
+        HeapTransientError("third", retry_after=1.5),
+    ]
+    seen: list[tuple[HeapTransientError, float]] = []
+
+    run(
+        Flaky(errors),
+        RetryPolicy(max_retry_seconds=600, base_delay=0.5),
+        fake,
+        rand=lambda: 1.0,
+        on_retry=lambda error, delay: seen.append((error, delay)),
+    )
+
+    assert seen == [(errors[0], 3.0), (errors[1], 1.0), (errors[2], 1.5)]
+    assert fake.sleeps == [3.0, 1.0, 1.5]
