@@ -14,7 +14,7 @@ TEST_REQUIREMENTS = [
     "requests-mock>=1.12,<2",
 ]
 
-DEV_REQUIREMENTS = ["ruff>=0.6"]
+DEV_REQUIREMENTS = ["ruff==0.17.6"]
 
 setup(
     name="destination_heap_analytics",

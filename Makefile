@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` and `make test`. Both work on a fresh machine with Python 3.11:
+# they create .venv and install everything they need first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: test demo bench lint format install clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[tests,dev]'
+	touch $(INSTALLED)
+
+test: $(INSTALLED) lint
+	$(BIN)/python -m pytest -m "not image_tests" -q
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo: $(INSTALLED)
+	$(BIN)/python -m integration_tests.demo
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache secrets bench/out
