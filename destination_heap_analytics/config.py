@@ -8,6 +8,7 @@ once, here, with the name of the field to fix, and the caller's dict is never mu
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -106,6 +107,7 @@ class Pacing:
 
     per_app: RateLimit | None
     per_identity: RateLimit | None
+    time_scale: float = 1.0
 
     @property
     def enabled(self) -> bool:
@@ -297,11 +299,39 @@ def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool) -> Paci
     value = raw.get("max_events_per_minute")
     if value is None:
         per_app = _documented_app_limit(api_type, bulk)
-        return Pacing(per_app=per_app, per_identity=per_identity)
-    minute = _parse_int(raw, "max_events_per_minute", 0, 0, 10_000_000)
-    if minute == 0:
-        return Pacing(per_app=None, per_identity=None)
-    return Pacing(per_app=RateLimit(minute, 60.0), per_identity=per_identity)
+    else:
+        minute = _parse_int(raw, "max_events_per_minute", 0, 0, 10_000_000)
+        if minute == 0:
+            return Pacing(per_app=None, per_identity=None)
+        per_app = RateLimit(minute, 60.0)
+    scale = pacing_time_scale()
+    return Pacing(
+        per_app=_scaled(per_app, scale), per_identity=_scaled(per_identity, scale), time_scale=scale
+    )
+
+
+PACING_TIME_SCALE_ENV = "DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE"
+"""For the benchmark and tests only: shrinks every rate-limit window (0.1 makes Heap's minute
+six seconds) so pacing can be measured against a sandbox enforcing the same scaled limit."""
+
+
+def pacing_time_scale() -> float:
+    raw = os.environ.get(PACING_TIME_SCALE_ENV)
+    if raw is None or raw == "":
+        return 1.0
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = 0.0
+    if not 0 < scale <= 1:
+        raise ConfigError(PACING_TIME_SCALE_ENV, "must be a number above 0 and at most 1")
+    return scale
+
+
+def _scaled(limit: RateLimit | None, scale: float) -> RateLimit | None:
+    if limit is None or scale == 1.0:
+        return limit
+    return RateLimit(limit.items, limit.window_seconds * scale)
 
 
 def _documented_app_limit(api_type: ApiType, bulk: bool) -> RateLimit | None:

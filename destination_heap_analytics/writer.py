@@ -116,6 +116,12 @@ class HeapWriter:
         self._logged_reasons: Counter = Counter()
         self._next_progress = time.monotonic() + PROGRESS_INTERVAL_SECONDS
         self.output: list[AirbyteMessage] = []
+        if config.pacing.time_scale != 1.0:
+            self.log(
+                Level.WARN,
+                f"Rate-limit windows are scaled by {config.pacing.time_scale} "
+                "(DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE, for benchmarks and tests only).",
+            )
 
     # -- input ------------------------------------------------------------------------------
     def process(self, message: AirbyteMessage) -> None:

@@ -170,3 +170,17 @@ def test_idempotency_key_column_is_track_only():
         )
     )
     assert users.mapping.idempotency_key_column is None
+
+
+def test_pacing_time_scale_env_shrinks_every_window(monkeypatch):
+    monkeypatch.setenv("DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE", "0.1")
+    pacing = parse_config(config()).pacing
+    assert pacing.per_app == RateLimit(15_000, 6.0)
+    assert pacing.per_identity == RateLimit(1_000, 6.0)
+    assert pacing.time_scale == 0.1
+
+
+@pytest.mark.parametrize("value", ["0", "2", "fast"])
+def test_bad_pacing_time_scale_is_a_config_error(monkeypatch, value):
+    monkeypatch.setenv("DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE", value)
+    assert error_field(config()) == "DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE"
