@@ -76,6 +76,10 @@ class HeapClient:
         self.bulk_key = bulk_key
         self.timeout = timeout
         self.session = requests.Session()
+        # Proxies from the environment are resolved once here: with trust_env left on, requests
+        # re-reads the environment and ~/.netrc for every request (Heap takes no netrc auth).
+        self.session.proxies.update(requests.utils.get_environ_proxies(endpoint_url))
+        self.session.trust_env = False
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)

@@ -23,12 +23,11 @@ def read_messages(
     lines: Iterable[str], stats: InputStats, logger: logging.Logger
 ) -> Iterator[AirbyteMessage]:
     for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
         try:
             payload = orjson.loads(line)
         except orjson.JSONDecodeError:
-            _skip(line_number, line, "not valid JSON", stats, logger)
+            if line.strip():
+                _skip(line_number, line, "not valid JSON", stats, logger)
             continue
         try:
             yield AirbyteMessageSerializer.load(payload)

@@ -45,6 +45,8 @@ class BatchLoader:
         self._keys_in_flight: dict[Future, frozenset[str]] = {}
         self._submitted_seq = 0
         self._acknowledged_seq = 0
+        self.has_finished_batches = False
+        """Set by the sending threads when a batch ends; lets callers skip `acknowledged()`."""
 
     def process_record(self, item: dict, row: int) -> None:
         self._items.append(item)
@@ -62,6 +64,7 @@ class BatchLoader:
         batch = Batch(self._submitted_seq, self._items, self._rows)
         self._items, self._rows = [], []
         future = self._executor.submit(self._deliver, batch)
+        future.add_done_callback(self._mark_finished)
         self._in_flight.append((batch.seq, future))
         if keys:
             self._keys_in_flight[future] = keys
@@ -71,12 +74,19 @@ class BatchLoader:
         self.process_batch()
         return self._submitted_seq
 
+    def _mark_finished(self, _: Future) -> None:
+        self.has_finished_batches = True
+
     def acknowledged(self) -> int:
-        """Advance over finished batches in order; raises the first fatal error found."""
+        """Advance over finished batches in order; raises the first fatal error found, in any
+        batch in flight, and keeps a failed batch in place so the watermark never passes it."""
+        self.has_finished_batches = False
+        self._raise_fatal_errors()
         in_flight = self._in_flight
         while in_flight and in_flight[0][1].done():
-            seq, future = in_flight.popleft()
+            seq, future = in_flight[0]
             future.result()
+            in_flight.popleft()
             self._acknowledged_seq = seq
         return self._acknowledged_seq
 

@@ -21,7 +21,8 @@ import orjson
 import pendulum
 
 from destination_heap_analytics import heap_limits
-from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath
+from destination_heap_analytics.config import ColumnMapping, ColumnPath
+from destination_heap_analytics.transform_codegen import Rules, compile_transform
 
 Getter = Callable[[dict], Any]
 HeapItem = dict
@@ -133,28 +134,15 @@ def join_list(values: list) -> str:
     return heap_limits.ARRAY_JOINER.join(parts)
 
 
-def _property_putter(column: ColumnPath, stats: TransformStats) -> Callable[[dict, dict], None]:
-    getter = compile_getter(column)
-    name = column.name
-
-    def put(data: dict, out: dict) -> None:
-        value = getter(data)
-        if value is None:
-            return
-        kind = type(value)
-        if kind is str:
-            if len(value) > MAX_VALUE:
-                value = value[:MAX_VALUE]
-                stats.truncated_values += 1
-            out[name] = value
-        elif kind is dict:
-            flatten_leaves(value, name, out, stats)
-        elif kind is list:
-            put_scalar(out, name, join_list(value), stats)
-        else:
-            put_scalar(out, name, value, stats)
-
-    return put
+def put_value(out: dict, name: str, value: Any, stats: TransformStats) -> None:
+    """An explicit column's value: objects give their leaves, lists are joined, scalars checked."""
+    kind = type(value)
+    if kind is dict:
+        flatten_leaves(value, name, out, stats)
+    elif kind is list:
+        put_scalar(out, name, join_list(value), stats)
+    else:
+        put_scalar(out, name, value, stats)
 
 
 def as_text(value: Any) -> str | None:
@@ -169,8 +157,7 @@ def as_text(value: Any) -> str | None:
     return None
 
 
-def _required_text(getter: Getter, column: str, max_length: int | None, data: dict) -> str:
-    value = getter(data)
+def required_text(value: Any, column: str, max_length: int | None) -> str:
     if value is None:
         raise InvalidRecord(f"{column} is missing or null")
     text = as_text(value)
@@ -228,8 +215,10 @@ def normalise_timestamp(value: Any) -> str | None:
 class RecordTransformer:
     """Turns record data into the Heap item for the configured API type.
 
-    `transform` raises InvalidRecord; `stats` counts values changed on the way (truncations,
-    dropped properties).
+    `transform(data, stream_key)` raises InvalidRecord; `stats` counts values changed on the way
+    (truncations, dropped properties). The function itself is generated once per sync by
+    `transform_codegen` from this mapping, and calls back into the rule functions of this
+    module (the methods below) for everything but the common cases.
     """
 
     def __init__(self, mapping: ColumnMapping, now: Callable[[], str] | None = None) -> None:
@@ -237,101 +226,32 @@ class RecordTransformer:
         self.mapping = mapping
         self._now = now or now_iso8601
         self.stats = TransformStats()
-        self._putters = (
-            None
-            if mapping.property_columns is None
-            else tuple(_property_putter(c, self.stats) for c in mapping.property_columns)
+        rules = Rules(
+            required_text=required_text,
+            read_timestamp=self.read_timestamp,
+            put_value=put_value,
+            flatten_leaves=flatten_leaves,
+            drop_reserved_id=self.drop_reserved_id,
+            compile_getter=compile_getter,
+            record_hash=record_hash,
+            stats=self.stats,
         )
-        self._reserved_user_property = mapping.api_type is ApiType.ADD_USER_PROPERTIES
-        self.transform = self._build_transform()
+        self.transform: Callable[[dict, bytes], HeapItem] = compile_transform(mapping, rules)
 
-    def properties(self, data: dict) -> dict:
-        out: dict = {}
-        if self._putters is None:
-            flatten_leaves(data, "", out, self.stats)
-        else:
-            for put in self._putters:
-                put(data, out)
-        if self._reserved_user_property:
-            self._drop_reserved_id(out)
-        return out
+    def read_timestamp(self, value: Any, column: str | None) -> str:
+        """Any timestamp but an ISO 8601 string: now when empty, else converted, else invalid."""
+        if value is None or value == "":
+            return self._now()
+        normalised = normalise_timestamp(value)
+        if normalised is None:
+            raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")
+        return normalised
 
-    def _drop_reserved_id(self, properties: dict) -> None:
+    def drop_reserved_id(self, properties: dict) -> None:
         """Heap rejects a user property named `id` in any casing; drop it instead of the user."""
         for key in [k for k in properties if k.lower() == "id"]:
             del properties[key]
             self.stats.drop("user property named 'id' (reserved by Heap)")
-
-    def _build_transform(self) -> Callable[[dict, bytes], HeapItem]:
-        mapping = self.mapping
-        if mapping.api_type is ApiType.TRACK:
-            return self._track_transform()
-        if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
-            return self._keyed_transform("identity", mapping.identity_column, _IDENTITY_MAX)
-        return self._keyed_transform("account_id", mapping.account_id_column, None)
-
-    def _keyed_transform(
-        self, key: str, column: ColumnPath | None, max_length: int | None
-    ) -> Callable[[dict, bytes], HeapItem]:
-        assert column is not None
-        getter, name, properties = compile_getter(column), column.name, self.properties
-
-        def transform(data: dict, stream_key: bytes = b"") -> HeapItem:
-            return {
-                key: _required_text(getter, name, max_length, data),
-                "properties": properties(data),
-            }
-
-        return transform
-
-    def _track_transform(self) -> Callable[[dict, bytes], HeapItem]:
-        mapping = self.mapping
-        assert mapping.identity_column is not None and mapping.event_column is not None
-        identity_get, identity_name = (
-            compile_getter(mapping.identity_column),
-            mapping.identity_column.name,
-        )
-        event_get, event_name = compile_getter(mapping.event_column), mapping.event_column.name
-        timestamp = self._timestamp_reader()
-        idempotency_key = self._idempotency_reader()
-        properties = self.properties
-
-        def transform(data: dict, stream_key: bytes = b"") -> HeapItem:
-            return {
-                "identity": _required_text(identity_get, identity_name, _IDENTITY_MAX, data),
-                "event": _required_text(event_get, event_name, _EVENT_MAX, data),
-                "timestamp": timestamp(data),
-                "properties": properties(data),
-                "idempotency_key": idempotency_key(data, stream_key),
-            }
-
-        return transform
-
-    def _timestamp_reader(self) -> Callable[[dict], str]:
-        column, now = self.mapping.timestamp_column, self._now
-        if column is None:
-            return lambda data: now()
-        getter, name = compile_getter(column), column.name
-
-        def read(data: dict) -> str:
-            value = getter(data)
-            if value is None or value == "":
-                return now()
-            if type(value) is str and _is_iso8601_extended(value):
-                return value
-            normalised = normalise_timestamp(value)
-            if normalised is None:
-                raise InvalidRecord(f"{name} is not a date-time (ISO 8601, date text or epoch)")
-            return normalised
-
-        return read
-
-    def _idempotency_reader(self) -> Callable[[dict, bytes], str]:
-        column = self.mapping.idempotency_key_column
-        if column is None:
-            return record_hash
-        getter, name = compile_getter(column), column.name
-        return lambda data, stream_key: _required_text(getter, name, None, data)
 
 
 def record_hash(data: dict, stream_key: bytes) -> str:
@@ -347,7 +267,3 @@ def record_hash(data: dict, stream_key: bytes) -> str:
 def stream_key(namespace: str | None, name: str) -> bytes:
     """The stream part of the idempotency hash; namespaced streams of one name differ."""
     return orjson.dumps([namespace, name]) + b"\n"
-
-
-_IDENTITY_MAX = heap_limits.MAX_IDENTITY_LENGTH
-_EVENT_MAX = heap_limits.MAX_EVENT_NAME_LENGTH

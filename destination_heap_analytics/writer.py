@@ -58,22 +58,27 @@ class CatalogStreams:
 
 
 class StateCounter:
-    """Records seen per state chunk, for `destinationStats.recordCount`."""
+    """Records seen per state chunk, for `destinationStats.recordCount`.
+
+    Called once per record, so `count` is a single dict update; the chunk of a GLOBAL state is
+    derived from the running total instead of being counted separately.
+    """
 
     def __init__(self) -> None:
-        self._per_stream: Counter = Counter()
-        self._since_global = 0
+        self.per_stream: dict[StreamId, int] = {}
+        self._total_at_last_global = 0
 
     def count(self, stream: StreamId) -> None:
-        self._per_stream[stream] += 1
-        self._since_global += 1
+        per_stream = self.per_stream
+        per_stream[stream] = per_stream.get(stream, 0) + 1
 
-    def take(self, state: AirbyteStateMessage) -> int:
+    def take(self, state: AirbyteStateMessage, records_so_far: int) -> int:
         if state.type == AirbyteStateType.STREAM and state.stream is not None:
             descriptor = state.stream.stream_descriptor
-            return self._per_stream.pop((descriptor.namespace, descriptor.name), 0)
-        taken, self._since_global = self._since_global, 0
-        self._per_stream.clear()
+            return self.per_stream.pop((descriptor.namespace, descriptor.name), 0)
+        taken = records_so_far - self._total_at_last_global
+        self._total_at_last_global = records_so_far
+        self.per_stream.clear()
         return taken
 
 
@@ -113,6 +118,7 @@ class HeapWriter:
         self._state_counter = StateCounter()
         self._pending_states: deque[tuple[int, AirbyteMessage]] = deque()
         self._column_report = ColumnReport(config.mapping.configured_columns())
+        self._sampling_columns = True
         self._logged_reasons: Counter = Counter()
         self._next_progress = time.monotonic() + PROGRESS_INTERVAL_SECONDS
         self.output: list[AirbyteMessage] = []
@@ -130,10 +136,11 @@ class HeapWriter:
             self.process_record(message.record)
         elif message.type == Type.STATE:
             self.process_state(message)
-        if self._pending_states:
+        if self._pending_states and self._loader.has_finished_batches:
             self._release_acknowledged_states()
 
     def process_record(self, record: AirbyteRecordMessage) -> None:
+        """Runs once per record: kept to plain attribute and dict operations."""
         stats = self.stats
         stats.records += 1
         row = stats.records
@@ -145,7 +152,7 @@ class HeapWriter:
             if key is None:
                 return
         data = record.data
-        if self._column_report.sampling:
+        if self._sampling_columns:
             self._observe_columns(data)
         try:
             item = self._transform(data, key)
@@ -159,10 +166,10 @@ class HeapWriter:
     def process_state(self, message: AirbyteMessage) -> None:
         """Drain on state: the pending batch leaves now; the state waits for its acknowledgement."""
         state = message.state
-        state.destinationStats = AirbyteStateStats(
-            recordCount=float(self._state_counter.take(state))
-        )
+        count = self._state_counter.take(state, self.stats.records)
+        state.destinationStats = AirbyteStateStats(recordCount=float(count))
         self._pending_states.append((self._loader.drain(), message))
+        self._release_acknowledged_states()
         self._report_rejections()
         self._progress()
 
@@ -215,6 +222,7 @@ class HeapWriter:
     def _observe_columns(self, data: dict) -> None:
         self._column_report.observe(data)
         if not self._column_report.sampling:
+            self._sampling_columns = False
             self._flush_column_report()
 
     def _flush_column_report(self) -> None:

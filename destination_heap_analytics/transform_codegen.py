@@ -1,0 +1,165 @@
+"""Compile a column mapping into one flat Python function: the per-record hot path.
+
+The transformer runs once per record. Written as small composed closures, the function calls and
+attribute lookups cost as much as the work itself, so once per sync this module writes the one
+function this mapping needs, as `namedtuple` and `dataclasses` do for their methods. Timings are
+in docs/performance.md.
+
+The generated code handles only the common cases inline: a plain string or number within its
+limit, an ISO 8601 timestamp, a scalar property. Anything else is handed to the rule functions in
+`transformer.py`, which own every rule and every error message. Column names are embedded with
+`repr`, so any name is a safe literal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from destination_heap_analytics import heap_limits
+from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rule functions of `transformer.py` that the generated code calls for uncommon cases."""
+
+    required_text: Callable[[Any, str, int | None], str]
+    read_timestamp: Callable[[Any, str | None], str]
+    put_value: Callable[[dict, str, Any, Any], None]
+    flatten_leaves: Callable[[Any, str, dict, Any], None]
+    drop_reserved_id: Callable[[dict], None]
+    compile_getter: Callable[[ColumnPath], Callable[[dict], Any]]
+    record_hash: Callable[[dict, bytes], str]
+    stats: Any
+
+
+class _Source:
+    """Lines of the generated function and the names it needs from outside."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = ["def transform(data, stream_key=b''):"]
+        self.namespace: dict[str, Any] = {}
+
+    def add(self, line: str, indent: int = 1) -> None:
+        self.lines.append("    " * indent + line)
+
+    def name(self, prefix: str, value: Any) -> str:
+        """Make `value` available to the generated code under a fresh name."""
+        name = f"{prefix}_{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def build(self) -> Callable[[dict, bytes], dict]:
+        code = compile("\n".join(self.lines), "<heap transform>", "exec")
+        exec(code, self.namespace)  # noqa: S102 - source assembled above from repr()'d names
+        return self.namespace["transform"]
+
+
+def compile_transform(mapping: ColumnMapping, rules: Rules) -> Callable[[dict, bytes], dict]:
+    source = _Source()
+    source.namespace.update(
+        required_text=rules.required_text,
+        read_timestamp=rules.read_timestamp,
+        put_value=rules.put_value,
+        flatten_leaves=rules.flatten_leaves,
+        drop_reserved_id=rules.drop_reserved_id,
+        stats=rules.stats,
+        record_hash=rules.record_hash,
+        fromisoformat=datetime.fromisoformat,
+    )
+    fields: list[tuple[str, str]] = []
+    if mapping.api_type is ApiType.TRACK:
+        _text(source, "identity", mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH, rules)
+        _text(source, "event", mapping.event_column, heap_limits.MAX_EVENT_NAME_LENGTH, rules)
+        _timestamp(source, mapping.timestamp_column, rules)
+        fields += [("identity", "identity"), ("event", "event"), ("timestamp", "timestamp")]
+    elif mapping.api_type is ApiType.ADD_USER_PROPERTIES:
+        _text(source, "identity", mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH, rules)
+        fields.append(("identity", "identity"))
+    else:
+        _text(source, "account_id", mapping.account_id_column, None, rules)
+        fields.append(("account_id", "account_id"))
+    _properties(source, mapping, rules)
+    fields.append(("properties", "properties"))
+    if mapping.api_type is ApiType.TRACK:
+        _idempotency_key(source, mapping.idempotency_key_column, rules)
+        fields.append(("idempotency_key", "idempotency_key"))
+    source.add("return {" + ", ".join(f"{key!r}: {var}" for key, var in fields) + "}")
+    return source.build()
+
+
+def _fetch(source: _Source, column: ColumnPath, rules: Rules) -> None:
+    """`value = <the column's value or None>`: plain dict lookups inline, anything else
+    (list indexes, literal dotted keys) through the general getter."""
+    head, *rest = column.segments
+    source.add(f"value = data.get({head!r})")
+    if not rest:
+        return
+    if all(not segment.isdigit() for segment in rest):
+        for segment in rest:
+            source.add(f"value = value.get({segment!r}) if value.__class__ is dict else None")
+        getter = source.name("get", rules.compile_getter(column))
+        source.add(f"if value is None: value = {getter}(data)")
+    else:
+        getter = source.name("get", rules.compile_getter(column))
+        source.add(f"value = {getter}(data)")
+
+
+def _text(
+    source: _Source, var: str, column: ColumnPath | None, limit: int | None, rules: Rules
+) -> None:
+    assert column is not None
+    _fetch(source, column, rules)
+    within = f" and len(value) <= {limit}" if limit is not None else ""
+    source.add(f"if value.__class__ is str and value{within} and not value.isspace():")
+    source.add(f"{var} = value", 2)
+    source.add("else:")
+    source.add(f"{var} = required_text(value, {column.name!r}, {limit!r})", 2)
+
+
+def _timestamp(source: _Source, column: ColumnPath | None, rules: Rules) -> None:
+    if column is None:
+        source.add("timestamp = read_timestamp(None, None)")
+        return
+    _fetch(source, column, rules)
+    source.add("timestamp = None")
+    source.add(
+        "if value.__class__ is str and len(value) > 12 and value[10] == 'T' "
+        "and value[4] == '-' and value[7] == '-':"
+    )
+    source.add("try:", 2)
+    source.add("fromisoformat(value)", 3)
+    source.add("timestamp = value", 3)
+    source.add("except ValueError:", 2)
+    source.add("pass", 3)
+    source.add("if timestamp is None:")
+    source.add(f"timestamp = read_timestamp(value, {column.name!r})", 2)
+
+
+def _properties(source: _Source, mapping: ColumnMapping, rules: Rules) -> None:
+    source.add("properties = {}")
+    if mapping.property_columns is None:
+        source.add("flatten_leaves(data, '', properties, stats)")
+    else:
+        for column in mapping.property_columns:
+            _fetch(source, column, rules)
+            source.add("kind = value.__class__")
+            source.add(
+                f"if kind is str and len(value) <= {heap_limits.MAX_PROPERTY_LENGTH} "
+                "or kind is bool or kind is int:"
+            )
+            source.add(f"properties[{column.name!r}] = value", 2)
+            source.add("elif value is not None:")
+            source.add(f"put_value(properties, {column.name!r}, value, stats)", 2)
+    if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
+        source.add("drop_reserved_id(properties)")
+
+
+def _idempotency_key(source: _Source, column: ColumnPath | None, rules: Rules) -> None:
+    if column is not None:
+        _text(source, "idempotency_key", column, None, rules)
+        return
+    source.add("idempotency_key = record_hash(data, stream_key)")

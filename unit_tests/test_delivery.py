@@ -1,0 +1,306 @@
+"""BatchDelivery: one batch sent, retried through transient errors, split around rejected items."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from destination_heap_analytics.client import (
+    HeapConfigurationError,
+    HeapRejected,
+    HeapTransientError,
+)
+from destination_heap_analytics.config import Pacing, RateLimit
+from destination_heap_analytics.delivery import Batch, BatchDelivery, DeliveryStats, Rejection
+from destination_heap_analytics.pacer import Pacer
+from destination_heap_analytics.privacy import REDACTED
+from destination_heap_analytics.retry import Cancelled, RetriesExhausted, RetryPolicy
+
+
+class FakeClient:
+    """Refuses (400) any body holding a bad item, quoting that item's identity like Heap might.
+
+    `errors` are raised by the first posts, in turn, before any body is looked at.
+    """
+
+    def __init__(self, bad: set[str] = frozenset(), errors: list[Exception] | None = None):
+        self.bad = set(bad)
+        self.errors = list(errors or [])
+        self.posts: list[list[dict]] = []
+        self.accepted: list[dict] = []
+
+    def body(self, items: list[dict]) -> list[dict]:
+        return list(items)
+
+    def post(self, body: list[dict]) -> None:
+        self.posts.append(body)
+        if self.errors:
+            raise self.errors.pop(0)
+        refused = [item for item in body if item["identity"] in self.bad]
+        if refused:
+            raise HeapRejected(400, f"identity '{refused[0]['identity']}' is not allowed")
+        self.accepted.extend(body)
+
+
+class FakeSleep:
+    def __init__(self, keep_going: bool = True) -> None:
+        self.calls: list[float] = []
+        self.keep_going = keep_going
+
+    def __call__(self, seconds: float) -> bool:
+        self.calls.append(seconds)
+        return self.keep_going
+
+
+def make_delivery(
+    client: FakeClient,
+    sleep: Callable[[float], bool] | None = None,
+    pacer: Pacer | None = None,
+    max_retry_seconds: float = 60,
+) -> tuple[BatchDelivery, DeliveryStats]:
+    sleep = sleep if sleep is not None else FakeSleep()
+    stats = DeliveryStats()
+    delivery = BatchDelivery(
+        client,
+        pacer if pacer is not None else Pacer(Pacing(None, None), sleep=sleep),
+        RetryPolicy(max_retry_seconds),
+        stats,
+        sleep=sleep,
+    )
+    return delivery, stats
+
+
+def make_batch(count: int, bad: dict[int, str] | None = None, first_row: int = 101) -> Batch:
+    """Items `user-<i>`, except the indexes in `bad`, which get the given identity."""
+    bad = bad or {}
+    items = [{"identity": bad.get(i, f"user-{i}"), "event": "e"} for i in range(count)]
+    return Batch(seq=1, items=items, rows=list(range(first_row, first_row + count)))
+
+
+# --- success ----------------------------------------------------------------------------------
+
+
+def test_success_counts_items_delivered_and_one_request():
+    client = FakeClient()
+    delivery, stats = make_delivery(client)
+    batch = make_batch(5)
+
+    delivery.deliver(batch)
+
+    assert client.posts == [batch.items]
+    assert stats.delivered == 5
+    assert stats.requests == 1
+    assert stats.rejected_total == 0
+    assert stats.take_new_rejections() == []
+
+
+def test_counts_add_up_over_batches():
+    delivery, stats = make_delivery(FakeClient())
+
+    delivery.deliver(make_batch(3))
+    delivery.deliver(make_batch(4))
+
+    assert (stats.delivered, stats.requests) == (7, 2)
+
+
+# --- rejected items ---------------------------------------------------------------------------
+
+
+def test_one_bad_item_in_1000_is_isolated_with_logarithmic_requests():
+    client = FakeClient(bad={"bad-user"})
+    delivery, stats = make_delivery(client)
+    batch = make_batch(1000, bad={637: "bad-user"})
+
+    delivery.deliver(batch)
+
+    good = [item for item in batch.items if item["identity"] != "bad-user"]
+    assert client.accepted == good
+    assert stats.delivered == 999
+    assert stats.rejected_total == 1
+    assert [r.row for r in stats.take_new_rejections()] == [batch.rows[637]]
+    assert stats.requests == len(client.posts)
+    assert stats.requests <= 21
+
+
+def test_several_bad_items_each_rejected_once_and_every_good_item_delivered_once():
+    bad = {0: "bad-a", 1: "bad-b", 30: "bad-c", 63: "bad-d"}
+    client = FakeClient(bad=set(bad.values()))
+    delivery, stats = make_delivery(client)
+    batch = make_batch(64, bad=bad)
+
+    delivery.deliver(batch)
+
+    assert client.accepted == [i for i in batch.items if not i["identity"].startswith("bad-")]
+    assert stats.delivered == 60
+    rejections = stats.take_new_rejections()
+    assert sorted(r.row for r in rejections) == [batch.rows[i] for i in sorted(bad)]
+    assert all(r.status == 400 for r in rejections)
+    assert stats.rejected_total == 4
+
+
+def test_a_batch_of_only_bad_items_delivers_nothing():
+    client = FakeClient(bad={"bad-x"})
+    delivery, stats = make_delivery(client)
+
+    delivery.deliver(make_batch(4, bad={i: "bad-x" for i in range(4)}))
+
+    assert stats.delivered == 0
+    assert stats.rejected_total == 4
+    assert client.accepted == []
+
+
+def test_a_single_bad_item_is_rejected_with_one_request():
+    client = FakeClient(bad={"bad-x"})
+    delivery, stats = make_delivery(client)
+
+    delivery.deliver(make_batch(1, bad={0: "bad-x"}, first_row=9))
+
+    assert stats.requests == 1
+    assert [r.row for r in stats.take_new_rejections()] == [9]
+
+
+def test_take_new_rejections_returns_each_rejection_once():
+    client = FakeClient(bad={"bad-1", "bad-2"})
+    delivery, stats = make_delivery(client)
+    delivery.deliver(make_batch(2, bad={0: "bad-1"}, first_row=1))
+    assert [r.row for r in stats.take_new_rejections()] == [1]
+
+    delivery.deliver(make_batch(2, bad={1: "bad-2"}, first_row=3))
+
+    assert [r.row for r in stats.take_new_rejections()] == [4]
+    assert stats.take_new_rejections() == []
+    assert stats.rejected_total == 2
+
+
+def test_heap_message_is_redacted_of_the_items_values():
+    secret = "jane.doe@example.com"
+    client = FakeClient(bad={secret})
+    delivery, stats = make_delivery(client)
+
+    delivery.deliver(make_batch(8, bad={5: secret}))
+
+    (rejection,) = stats.take_new_rejections()
+    assert rejection == Rejection(
+        row=106, status=400, message=f"identity '{REDACTED}' is not allowed"
+    )
+    assert all(secret not in reason for reason in stats.rejected)
+    assert stats.rejected == {f"HTTP 400: identity '{REDACTED}' is not allowed": 1}
+
+
+# --- transient errors -------------------------------------------------------------------------
+
+
+def test_transient_errors_are_retried_and_counted():
+    client = FakeClient(errors=[HeapTransientError("HTTP 503 from Heap")] * 2)
+    sleep = FakeSleep()
+    delivery, stats = make_delivery(client, sleep=sleep)
+
+    delivery.deliver(make_batch(3))
+
+    assert stats.delivered == 3
+    assert stats.requests == 3
+    assert stats.retries == 2
+    assert stats.retry_reasons == {"HTTP 503 from Heap": 2}
+    assert len(sleep.calls) == 2
+
+
+def test_retry_waits_as_long_as_retry_after_says():
+    client = FakeClient(errors=[HeapTransientError("HTTP 429 from Heap", retry_after=7.0)])
+    sleep = FakeSleep()
+    delivery, _ = make_delivery(client, sleep=sleep)
+
+    delivery.deliver(make_batch(1))
+
+    assert sleep.calls == [7.0]
+
+
+def test_transient_error_while_splitting_is_retried_without_losing_items():
+    client = FakeClient(bad={"bad-x"})
+    delivery, stats = make_delivery(client)
+    batch = make_batch(4, bad={3: "bad-x"})
+    original_post = client.post
+    calls = 0
+
+    def flaky_post(body: list[dict]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first half, right after the split
+            raise HeapTransientError("connection failed (ConnectionResetError)")
+        original_post(body)
+
+    client.post = flaky_post  # type: ignore[method-assign]
+
+    delivery.deliver(batch)
+
+    assert stats.delivered == 3
+    assert stats.rejected_total == 1
+    assert stats.retries == 1
+
+
+def test_retries_exhausted_propagates():
+    client = FakeClient(errors=[HeapTransientError("HTTP 500 from Heap", retry_after=5.0)])
+    delivery, stats = make_delivery(client, max_retry_seconds=1)
+
+    with pytest.raises(RetriesExhausted):
+        delivery.deliver(make_batch(2))
+    assert stats.delivered == 0
+
+
+# --- fatal outcomes ---------------------------------------------------------------------------
+
+
+def test_configuration_error_propagates_and_nothing_is_counted_as_delivered():
+    client = FakeClient(errors=[HeapConfigurationError("app_id", "HTTP 401")])
+    delivery, stats = make_delivery(client)
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        delivery.deliver(make_batch(3))
+
+    assert raised.value.field == "app_id"
+    assert stats.delivered == 0
+    assert stats.rejected_total == 0
+    assert len(client.posts) == 1
+
+
+def test_configuration_error_while_splitting_propagates():
+    client = FakeClient(bad={"bad-x"})
+    original_post = client.post
+
+    def post(body: list[dict]) -> None:
+        if len(client.posts) == 1:  # the first request after the split
+            client.posts.append(body)
+            raise HeapConfigurationError("base_url", "HTTP 404")
+        original_post(body)
+
+    client.post = post  # type: ignore[method-assign]
+    delivery, _ = make_delivery(client)
+
+    with pytest.raises(HeapConfigurationError):
+        delivery.deliver(make_batch(4, bad={0: "bad-x"}))
+
+
+def test_cancelled_when_the_pacers_sleep_says_cancelled():
+    client = FakeClient()
+    cancelled_sleep = FakeSleep(keep_going=False)
+    pacer = Pacer(Pacing(RateLimit(1, 60.0), None), sleep=cancelled_sleep)
+    delivery, stats = make_delivery(client, pacer=pacer)
+    delivery.deliver(make_batch(1))
+
+    with pytest.raises(Cancelled):
+        delivery.deliver(make_batch(1))
+
+    assert len(cancelled_sleep.calls) == 1
+    assert len(client.posts) == 1
+    assert stats.requests == 1
+
+
+def test_cancelled_when_the_retry_sleep_says_cancelled():
+    client = FakeClient(errors=[HeapTransientError("HTTP 500 from Heap")] * 5)
+    delivery, stats = make_delivery(client, sleep=FakeSleep(keep_going=False))
+
+    with pytest.raises(Cancelled):
+        delivery.deliver(make_batch(2))
+
+    assert len(client.posts) == 1
+    assert stats.delivered == 0

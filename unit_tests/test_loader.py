@@ -1,0 +1,438 @@
+"""BatchLoader: batching, the pool of senders, the in-order watermark, ordering keys, fatal errors.
+
+`deliver` is a fake whose batches can be held until the test releases them, so every interleaving
+is set up with events rather than timing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from destination_heap_analytics.delivery import Batch
+from destination_heap_analytics.loader import BatchLoader
+
+WAIT = 2.0
+"""Upper bound for an event the test expects to happen (it normally happens at once)."""
+SHORT = 0.05
+"""How long to watch for an event the test expects NOT to happen."""
+
+
+class Fatal(Exception):
+    pass
+
+
+class FakeDeliver:
+    """Records each batch; holds the batches in `hold` until released; raises from `fail`."""
+
+    def __init__(self, hold: set[int] = frozenset(), fail: dict[int, Exception] | None = None):
+        self.hold = set(hold)
+        self.fail = dict(fail or {})
+        self.batches: dict[int, Batch] = {}
+        self.events: list[tuple[str, int]] = []
+        self.running = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+        self._started: defaultdict[int, threading.Event] = defaultdict(threading.Event)
+        self._gates: defaultdict[int, threading.Event] = defaultdict(threading.Event)
+        self._finished: defaultdict[int, threading.Event] = defaultdict(threading.Event)
+
+    def __call__(self, batch: Batch) -> None:
+        seq = batch.seq
+        with self._lock:
+            self.batches[seq] = Batch(seq, list(batch.items), list(batch.rows))
+            self.events.append(("start", seq))
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            started, gate = self._started[seq], self._gates[seq]
+        started.set()
+        if seq in self.hold:
+            gate.wait(WAIT)
+        with self._lock:
+            self.running -= 1
+            self.events.append(("end", seq))
+            finished = self._finished[seq]
+        finished.set()
+        if seq in self.fail:
+            raise self.fail[seq]
+
+    def _event(self, events: defaultdict[int, threading.Event], seq: int) -> threading.Event:
+        with self._lock:
+            return events[seq]
+
+    def started(self, seq: int, timeout: float = WAIT) -> bool:
+        return self._event(self._started, seq).wait(timeout)
+
+    def finished(self, seq: int, timeout: float = WAIT) -> bool:
+        return self._event(self._finished, seq).wait(timeout)
+
+    def release(self, seq: int) -> None:
+        self._event(self._gates, seq).set()
+
+    def release_all(self) -> None:
+        with self._lock:
+            self.hold.clear()
+            gates = list(self._gates.values())
+        for gate in gates:
+            gate.set()
+
+
+@pytest.fixture
+def make_loader() -> Iterator[Callable[..., tuple[BatchLoader, FakeDeliver]]]:
+    made: list[tuple[BatchLoader, FakeDeliver]] = []
+
+    def make(
+        batch_size: int = 1,
+        max_concurrent: int = 4,
+        hold: set[int] = frozenset(),
+        fail: dict[int, Exception] | None = None,
+        ordering_key: Callable[[dict], str] | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> tuple[BatchLoader, FakeDeliver]:
+        fake = FakeDeliver(hold, fail)
+        loader = BatchLoader(
+            fake,
+            batch_size,
+            max_concurrent,
+            cancelled if cancelled is not None else threading.Event(),
+            ordering_key=ordering_key,
+        )
+        made.append((loader, fake))
+        return loader, fake
+
+    yield make
+    for loader, fake in made:
+        fake.release_all()
+        loader.abort()
+
+
+class Background:
+    """Runs a call in a thread, so the test can see whether it blocks."""
+
+    def __init__(self, target: Callable[[], object]) -> None:
+        self.error: BaseException | None = None
+        self._target = target
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target()
+        except BaseException as error:  # reported to the test through `error`
+            self.error = error
+
+    def done(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def feed(loader: BatchLoader, count: int, first_row: int = 1) -> None:
+    for row in range(first_row, first_row + count):
+        loader.process_record({"n": row}, row)
+
+
+def eventually_raises(call: Callable[[], object], error: type[Exception], timeout: float) -> bool:
+    """True once `call` raises `error` within `timeout` (polling, for a thread to finish)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+        except error:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+
+def test_full_batches_are_sent_at_batch_size_and_the_rest_waits(make_loader):
+    loader, fake = make_loader(batch_size=3)
+
+    feed(loader, 7)
+
+    assert fake.started(1) and fake.started(2)
+    assert not fake.started(3, timeout=SHORT)
+    assert fake.batches[1].items == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert fake.batches[1].rows == [1, 2, 3]
+    assert fake.batches[2].rows == [4, 5, 6]
+
+
+def test_drain_sends_the_partial_batch_and_returns_its_sequence(make_loader):
+    loader, fake = make_loader(batch_size=10)
+    feed(loader, 3)
+
+    assert loader.drain() == 1
+
+    assert fake.started(1)
+    assert fake.batches[1].rows == [1, 2, 3]
+
+
+def test_drain_with_nothing_pending_sends_nothing_and_keeps_the_sequence(make_loader):
+    loader, fake = make_loader(batch_size=2)
+    assert loader.drain() == 0
+    feed(loader, 4)
+
+    assert loader.drain() == 2
+    assert loader.drain() == 2
+
+    loader.finish()
+    assert sorted(fake.batches) == [1, 2]
+
+
+def test_finish_sends_the_partial_batch(make_loader):
+    loader, fake = make_loader(batch_size=3)
+    feed(loader, 4)
+
+    loader.finish()
+
+    assert fake.batches[2].rows == [4]
+    assert loader.acknowledged() == 2
+
+
+# --- the watermark ----------------------------------------------------------------------------
+
+
+def test_acknowledged_advances_over_finished_batches(make_loader):
+    loader, fake = make_loader(hold={1, 2})
+    feed(loader, 2)
+    assert loader.acknowledged() == 0
+
+    fake.release(1)
+    assert eventually_acknowledged(loader, 1)
+    assert loader.acknowledged() == 1
+    fake.release(2)
+    assert eventually_acknowledged(loader, 2)
+
+
+def test_acknowledged_does_not_pass_an_unfinished_older_batch(make_loader):
+    loader, fake = make_loader(max_concurrent=2, hold={1})
+    feed(loader, 2)
+    assert fake.finished(2)
+    # A third batch needs a free sender; only batch 2 can free one, so once it is
+    # submitted batch 2 is certainly done while batch 1 is still held.
+    feed(loader, 1, first_row=3)
+    assert fake.started(3)
+
+    assert loader.acknowledged() == 0
+
+    fake.release(1)
+    assert eventually_acknowledged(loader, 3)
+
+
+def eventually_acknowledged(loader: BatchLoader, seq: int, timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while loader.acknowledged() < seq:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_never_more_than_max_concurrent_deliveries_at_once(make_loader):
+    loader, fake = make_loader(max_concurrent=3, hold=set(range(1, 11)))
+    feeder = Background(lambda: feed(loader, 10))
+
+    assert all(fake.started(seq) for seq in (1, 2, 3))
+    assert not fake.started(4, timeout=SHORT)
+    assert not feeder.done(timeout=0)
+    assert loader.in_flight == 3
+    fake.release_all()
+    assert feeder.done(timeout=WAIT) and feeder.error is None
+    loader.finish()
+
+    assert fake.peak == 3
+    assert sorted(fake.batches) == list(range(1, 11))
+
+
+def test_a_free_sender_is_used_at_once(make_loader):
+    loader, fake = make_loader(max_concurrent=2, hold={1, 2})
+    feeder = Background(lambda: feed(loader, 3))
+    assert fake.started(1) and fake.started(2)
+    assert not fake.started(3, timeout=SHORT)
+
+    fake.release(2)
+
+    assert fake.started(3)
+    assert feeder.done(WAIT)
+
+
+# --- ordering keys ----------------------------------------------------------------------------
+
+
+def by_user(item: dict) -> str:
+    return item["identity"]
+
+
+def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
+    loader, fake = make_loader(batch_size=2, ordering_key=by_user, hold={1})
+    loader.process_record({"identity": "a"}, 1)
+    loader.process_record({"identity": "b"}, 2)
+    assert fake.started(1)
+
+    feeder = Background(
+        lambda: [loader.process_record({"identity": u}, r) for r, u in ((3, "b"), (4, "c"))]
+    )
+
+    assert not fake.started(2, timeout=SHORT)
+    assert not feeder.done(timeout=0)
+    fake.release(1)
+    assert fake.started(2)
+    assert feeder.done(WAIT) and feeder.error is None
+    assert fake.events.index(("end", 1)) < fake.events.index(("start", 2))
+
+
+def test_batch_with_disjoint_keys_does_not_wait(make_loader):
+    loader, fake = make_loader(batch_size=2, ordering_key=by_user, hold={1, 2})
+    loader.process_record({"identity": "a"}, 1)
+    loader.process_record({"identity": "b"}, 2)
+    assert fake.started(1)
+
+    loader.process_record({"identity": "c"}, 3)
+    loader.process_record({"identity": "d"}, 4)
+
+    assert fake.started(2)
+    assert ("end", 1) not in fake.events
+
+
+def test_without_ordering_key_equal_items_are_sent_concurrently(make_loader):
+    loader, fake = make_loader(hold={1, 2})
+
+    loader.process_record({"identity": "a"}, 1)
+    loader.process_record({"identity": "a"}, 2)
+
+    assert fake.started(1) and fake.started(2)
+    assert fake.running == 2
+
+
+# --- fatal errors -----------------------------------------------------------------------------
+
+
+def test_process_batch_reraises_a_fatal_error(make_loader):
+    loader, _ = make_loader(max_concurrent=1, fail={1: Fatal("boom")})
+    feed(loader, 1)
+
+    with pytest.raises(Fatal, match="boom"):
+        feed(loader, 1, first_row=2)
+
+
+def test_process_batch_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(make_loader):
+    loader, fake = make_loader(max_concurrent=2, hold={1}, fail={2: Fatal("second")})
+    feed(loader, 2)
+    assert fake.finished(2)
+
+    with pytest.raises(Fatal, match="second"):
+        feed(loader, 1, first_row=3)
+    assert 3 not in fake.batches
+
+
+def test_acknowledged_reraises_a_fatal_error_of_the_oldest_batch(make_loader):
+    loader, fake = make_loader(fail={1: Fatal("first")})
+    feed(loader, 1)
+    assert fake.finished(1)
+
+    assert eventually_raises(loader.acknowledged, Fatal, timeout=WAIT)
+
+
+def test_acknowledged_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(make_loader):
+    loader, fake = make_loader(hold={1}, fail={2: Fatal("second")})
+    feed(loader, 2)
+    assert fake.finished(2)
+
+    assert eventually_raises(loader.acknowledged, Fatal, timeout=0.3)
+
+
+def test_acknowledged_never_passes_a_failed_batch(make_loader):
+    loader, fake = make_loader(hold={1}, fail={1: Fatal("first")})
+    feed(loader, 2)
+    assert fake.finished(2)
+    fake.release(1)
+    assert eventually_raises(loader.acknowledged, Fatal, timeout=WAIT)
+
+    try:
+        acknowledged = loader.acknowledged()
+    except Fatal:
+        acknowledged = 0
+    assert acknowledged == 0
+
+
+def test_finish_reraises_a_fatal_error(make_loader):
+    loader, _ = make_loader(fail={1: Fatal("first")})
+    feed(loader, 1)
+
+    with pytest.raises(Fatal, match="first"):
+        loader.finish()
+
+
+def test_finish_reraises_a_fatal_error_while_an_older_batch_is_still_in_flight(make_loader):
+    loader, fake = make_loader(hold={1}, fail={2: Fatal("second")})
+    feed(loader, 2)
+
+    with pytest.raises(Fatal, match="second"):
+        loader.finish()
+    assert ("end", 1) not in fake.events
+
+
+def test_finish_raises_as_soon_as_a_later_batch_fails(make_loader):
+    loader, fake = make_loader(hold={1, 2}, fail={2: Fatal("second")})
+    feed(loader, 2)
+    finisher = Background(loader.finish)
+    assert not finisher.done(timeout=SHORT)
+
+    fake.release(2)
+
+    assert finisher.done(timeout=1.0)
+    assert isinstance(finisher.error, Fatal)
+    assert ("end", 1) not in fake.events
+
+
+# --- finish and abort -------------------------------------------------------------------------
+
+
+def test_finish_waits_for_every_batch(make_loader):
+    loader, fake = make_loader(batch_size=2, hold={1, 3})
+    feed(loader, 5)
+    finisher = Background(loader.finish)
+
+    assert not finisher.done(timeout=SHORT)
+    fake.release(1)
+    assert not finisher.done(timeout=SHORT)
+    fake.release(3)
+
+    assert finisher.done(WAIT) and finisher.error is None
+    assert all(("end", seq) in fake.events for seq in (1, 2, 3))
+    assert loader.acknowledged() == 3
+    assert loader.in_flight == 0
+
+
+def test_abort_sets_the_cancelled_event(make_loader):
+    cancelled = threading.Event()
+    loader, _ = make_loader(cancelled=cancelled)
+
+    loader.abort()
+
+    assert cancelled.is_set()
+
+
+def test_abort_wakes_a_delivery_waiting_on_the_cancelled_event(make_loader):
+    cancelled = threading.Event()
+    woke = threading.Event()
+
+    def deliver(batch: Batch) -> None:
+        if cancelled.wait(WAIT):
+            woke.set()
+
+    loader = BatchLoader(deliver, 1, 1, cancelled)
+    loader.process_record({"n": 1}, 1)
+
+    loader.abort()
+
+    assert woke.wait(WAIT)
