@@ -17,9 +17,11 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from destination_heap_analytics.delivery import Batch
+
+WAIT_REPORT_SECONDS = 10.0
 
 
 class BatchLoader:
@@ -30,9 +32,12 @@ class BatchLoader:
         max_concurrent: int,
         cancelled: threading.Event,
         ordering_key: Callable[[dict], str] | None = None,
+        while_waiting: Callable[[], None] = lambda: None,
     ) -> None:
         """`deliver` runs in a sending thread and raises only fatal errors; batches sharing an
-        `ordering_key` value are delivered one after the other, in input order."""
+        `ordering_key` value are delivered one after the other, in input order. `while_waiting`
+        is called every WAIT_REPORT_SECONDS while the caller is blocked on busy senders (for
+        example through a long retry), so progress can still be reported."""
         self._deliver = deliver
         self._batch_size = batch_size
         self._max_concurrent = max_concurrent
@@ -41,12 +46,18 @@ class BatchLoader:
         self._items: list[dict] = []
         self._rows: list[int] = []
         self._ordering_key = ordering_key
-        self._in_flight: deque[tuple[int, Future]] = deque()
-        self._keys_in_flight: dict[Future, frozenset[str]] = {}
+        self._while_waiting = while_waiting
+        # Batches not yet acknowledged, oldest first (finished ones wait here for older ones).
+        self._unacknowledged: deque[tuple[int, Future]] = deque()
         self._submitted_seq = 0
         self._acknowledged_seq = 0
+        # Shared with the sending threads' completion callbacks, under `_changed`:
+        self._changed = threading.Condition()
+        self._running = 0
+        self._keys_running: dict[Future, frozenset[str]] = {}
+        self._fatal: BaseException | None = None
         self.has_finished_batches = False
-        """Set by the sending threads when a batch ends; lets callers skip `acknowledged()`."""
+        """Set when a batch ends; lets callers skip `acknowledged()` when nothing changed."""
 
     def process_record(self, item: dict, row: int) -> None:
         self._items.append(item)
@@ -59,48 +70,52 @@ class BatchLoader:
         if not self._items:
             return
         keys = self._batch_keys()
-        self._wait_for_capacity(keys)
+        self._wait_until(lambda: self._running < self._max_concurrent and not self._conflict(keys))
         self._submitted_seq += 1
         batch = Batch(self._submitted_seq, self._items, self._rows)
         self._items, self._rows = [], []
-        future = self._executor.submit(self._deliver, batch)
-        future.add_done_callback(self._mark_finished)
-        self._in_flight.append((batch.seq, future))
-        if keys:
-            self._keys_in_flight[future] = keys
+        with self._changed:
+            self._running += 1
+            future = self._executor.submit(self._deliver, batch)
+            if keys:
+                self._keys_running[future] = keys
+        future.add_done_callback(self._on_finished)
+        self._unacknowledged.append((batch.seq, future))
+        self._advance()
 
     def drain(self) -> int:
         """Send what is pending; returns the sequence a state must wait for."""
         self.process_batch()
         return self._submitted_seq
 
-    def _mark_finished(self, _: Future) -> None:
-        self.has_finished_batches = True
-
     def acknowledged(self) -> int:
-        """Advance over finished batches in order; raises the first fatal error found, in any
-        batch in flight, and keeps a failed batch in place so the watermark never passes it."""
+        """Advance over finished batches in order; raises the first fatal error of any batch,
+        and never moves past a failed one."""
         self.has_finished_batches = False
-        self._raise_fatal_errors()
-        in_flight = self._in_flight
-        while in_flight and in_flight[0][1].done():
-            seq, future = in_flight[0]
-            future.result()
-            in_flight.popleft()
-            self._acknowledged_seq = seq
+        self._raise_fatal_error()
+        self._advance()
         return self._acknowledged_seq
+
+    def _advance(self) -> None:
+        """Move the watermark over batches finished in order, stopping at a failed one (its
+        error is raised by the next wait or acknowledgement)."""
+        unacknowledged = self._unacknowledged
+        while unacknowledged:
+            seq, future = unacknowledged[0]
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                return
+            unacknowledged.popleft()
+            self._acknowledged_seq = seq
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return self._running
 
     def finish(self) -> None:
         """Drain and wait for every batch (end of input)."""
         self.drain()
-        while self._in_flight:
-            self._raise_fatal_errors()
-            wait([f for _, f in self._in_flight], return_when=FIRST_COMPLETED)
-            self.acknowledged()
+        self._wait_until(lambda: self._running == 0)
+        self.acknowledged()
         self._executor.shutdown(wait=True)
 
     def abort(self) -> None:
@@ -108,24 +123,41 @@ class BatchLoader:
         self._cancelled.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _on_finished(self, future: Future) -> None:
+        """Runs in the sending thread (or at once, if already done): constant work per batch."""
+        with self._changed:
+            self._running -= 1
+            self._keys_running.pop(future, None)
+            if self._fatal is None and not future.cancelled() and future.exception() is not None:
+                self._fatal = future.exception()
+            self.has_finished_batches = True
+            self._changed.notify_all()
+
     def _batch_keys(self) -> frozenset[str]:
         key = self._ordering_key
         return frozenset(key(item) for item in self._items) if key is not None else frozenset()
 
-    def _wait_for_capacity(self, keys: frozenset[str]) -> None:
-        """Wait for a free sender, and for any batch in flight that shares a key with this one."""
-        while True:
-            self._raise_fatal_errors()
-            for future in [f for f in self._keys_in_flight if f.done()]:
-                del self._keys_in_flight[future]
-            busy = [f for _, f in self._in_flight if not f.done()]
-            blocking = [f for f in busy if not keys.isdisjoint(self._keys_in_flight.get(f, ()))]
-            if len(busy) < self._max_concurrent and not blocking:
-                return
-            wait(blocking or busy, return_when=FIRST_COMPLETED)
+    def _conflict(self, keys: frozenset[str]) -> bool:
+        """Does a running batch share a key with this one? (At most max_concurrent to check.)"""
+        return bool(keys) and any(not keys.isdisjoint(k) for k in self._keys_running.values())
 
-    def _raise_fatal_errors(self) -> None:
+    def _wait_until(self, ready: Callable[[], bool]) -> None:
+        """Block until `ready()` (checked under the lock), reporting every WAIT_REPORT_SECONDS;
+        a fatal error in any batch ends the wait by being raised."""
+        while True:
+            with self._changed:
+                timed_out = False
+                if self._fatal is None and not ready():
+                    timed_out = not self._changed.wait(WAIT_REPORT_SECONDS)
+                fatal, now_ready = self._fatal, ready()
+            if fatal is not None:
+                raise fatal
+            if now_ready:
+                return
+            if timed_out:
+                self._while_waiting()
+
+    def _raise_fatal_error(self) -> None:
         """A failed batch ends the sync as soon as it is seen, not when its turn comes."""
-        for _, future in self._in_flight:
-            if future.done() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+        if self._fatal is not None:
+            raise self._fatal

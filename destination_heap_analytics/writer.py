@@ -8,6 +8,7 @@ thread; the sending threads only count.
 
 from __future__ import annotations
 
+import logging
 import operator
 import threading
 import time
@@ -35,6 +36,8 @@ from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.retry import RetryPolicy
 from destination_heap_analytics.stats import InputStats, SyncStats
 from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer, stream_key
+
+logger = logging.getLogger("airbyte")
 
 PROGRESS_INTERVAL_SECONDS = 10.0
 PROGRESS_CHECK_EVERY = 1024
@@ -111,6 +114,7 @@ class HeapWriter:
             config.max_concurrent_requests,
             self._cancelled,
             ordering_key=ordering_key(config),
+            while_waiting=self._report_while_blocked,
         )
         self.stats = SyncStats(input_stats, delivery_stats, self._transformer.stats)
         self._streams = CatalogStreams(catalog)
@@ -255,6 +259,12 @@ class HeapWriter:
             self._report_rejections()
             self.output.append(pending.popleft()[1])
             self.stats.states_emitted += 1
+
+    def _report_while_blocked(self) -> None:
+        """Senders are all busy (slow or retrying Heap): the generator cannot yield now, so the
+        progress line goes straight to the Airbyte logger, from this same main thread."""
+        self._next_progress = time.monotonic() + PROGRESS_INTERVAL_SECONDS
+        logger.info(self.stats.progress_line(self._loader.in_flight))
 
     def _progress(self) -> None:
         now = time.monotonic()

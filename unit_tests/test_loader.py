@@ -436,3 +436,24 @@ def test_abort_wakes_a_delivery_waiting_on_the_cancelled_event(make_loader):
     loader.abort()
 
     assert woke.wait(WAIT)
+
+
+def test_a_caller_blocked_on_busy_senders_gets_periodic_callbacks(monkeypatch):
+    monkeypatch.setattr("destination_heap_analytics.loader.WAIT_REPORT_SECONDS", 0.01)
+    fake = FakeDeliver(hold={1})
+    calls: list[float] = []
+    loader = BatchLoader(
+        fake, 1, 1, threading.Event(), while_waiting=lambda: calls.append(time.monotonic())
+    )
+    loader.process_record({"n": 1}, 1)
+    assert fake.started(1)
+    releaser = threading.Timer(0.1, fake.release, args=(1,))
+    releaser.start()
+    loader.process_record({"n": 2}, 2)  # blocks until batch 1 is released
+    releaser.join()
+    loader.finish()
+    assert len(calls) >= 3
+    assert sorted(n for batch in fake.batches.values() for n in (i["n"] for i in batch.items)) == [
+        1,
+        2,
+    ]
