@@ -8,7 +8,7 @@ from destination_heap_analytics.destination import DestinationHeapAnalytics
 GC_GENERATION0_THRESHOLD = 50_000
 """Records become acyclic dicts and strings that the garbage collector never needs to find, yet
 with the default threshold (700) it rescans the thousands of items in flight so often that it
-costs about a quarter of the CPU of a bulk sync (measured by bench/run.py)."""
+costs about a fifth of the CPU of a bulk sync (see docs/performance.md)."""
 
 
 def tune_garbage_collector() -> None:

@@ -236,3 +236,23 @@ def test_write_with_an_invalid_config_fails_with_a_config_error_trace(tmp_path):
     (trace,) = run.of_type("TRACE")
     assert trace["trace"]["error"]["failure_type"] == "config_error"
     assert "base_url" in trace["trace"]["error"]["message"]
+
+
+def test_sample_run_with_a_bad_row_logs_no_record_contents(sandbox, tmp_path):
+    """The sample messages plus deliberately bad rows: no value of any record reaches the logs."""
+    bad = dict(SAMPLE_RECORDS[0], email=None)  # no identity: invalid
+    too_long = dict(SAMPLE_RECORDS[1], email="x" * 300)  # identity over 255 characters
+    messages = SAMPLE_MESSAGES + lines(
+        record_line(bad), record_line(too_long), '{"type": "RECORD", "broken'
+    )
+    run = run_write(tmp_path, sample_config("track", sandbox.url), messages)
+    assert run.returncode == 0, run.stderr
+    assert "invalid records skipped: 2" in run.logs[-2]
+    output = run.stderr + "\n".join(run.logs)
+    values = {
+        value
+        for record in SAMPLE_RECORDS
+        for value in (record["email"], record["name"], record["user_id"], record["family_name"])
+    }
+    leaked = sorted(value for value in values if value in output)
+    assert leaked == []
