@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,7 +12,6 @@ from destination_heap_analytics.connection_check import (
     PREFLIGHT_IDEMPOTENCY_KEY,
     check_connection,
 )
-from integration_tests.heap_sandbox import HeapSandbox
 
 TRACK_API = {
     "api_type": "track",
@@ -26,12 +24,6 @@ ACCOUNT_API = {
     "account_id_column": "account",
     "property_columns": "*",
 }
-
-
-@pytest.fixture
-def sandbox() -> Iterator[HeapSandbox]:
-    with HeapSandbox() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from airbyte_cdk.models import (
@@ -21,15 +20,8 @@ from destination_heap_analytics import connection_check, destination
 from destination_heap_analytics.client import HeapConfigurationError, HeapTransientError
 from destination_heap_analytics.destination import DestinationHeapAnalytics, as_traced_exception
 from destination_heap_analytics.retry import RetriesExhausted
-from integration_tests.heap_sandbox import HeapSandbox
 
 logger = logging.getLogger("test_destination")
-
-
-@pytest.fixture
-def sandbox() -> Iterator[HeapSandbox]:
-    with HeapSandbox() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

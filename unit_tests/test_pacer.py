@@ -6,26 +6,9 @@ import pytest
 
 from destination_heap_analytics.config import Pacing, RateLimit
 from destination_heap_analytics.pacer import SAFETY_MARGIN_FRACTION, Pacer, RollingWindow
+from unit_tests.fakes import FakeTime
 
 APP_LIMIT = RateLimit(items=100, window_seconds=60)
-
-
-class FakeTime:
-    """A clock that advances only when `sleep` is called."""
-
-    def __init__(self, start: float = 5000.0, keep_going: bool = True) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self.keep_going = keep_going
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> bool:
-        assert seconds > 0
-        self.sleeps.append(seconds)
-        self.now += seconds
-        return self.keep_going
 
 
 def make_pacer(pacing: Pacing, fake: FakeTime) -> Pacer:
@@ -50,7 +33,7 @@ def max_items_in_any_window(sends: list[tuple[float, int]], window: float) -> in
 
 
 def test_per_app_limit_holds_in_every_rolling_window():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
 
     sends = send_batches(pacer, fake, batches=100, size=10)
@@ -59,7 +42,7 @@ def test_per_app_limit_holds_in_every_rolling_window():
 
 
 def test_per_app_long_run_rate_is_near_the_limit():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
     started = fake.now
 
@@ -72,7 +55,7 @@ def test_per_app_long_run_rate_is_near_the_limit():
 
 
 def test_burst_is_spread_evenly():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
     spacing = 10 * 60 * (1 + SAFETY_MARGIN_FRACTION) / 100
 
@@ -83,7 +66,7 @@ def test_burst_is_spread_evenly():
 
 
 def test_first_send_does_not_wait():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
 
     assert pacer.acquire([{"event": "e"}] * 10)
@@ -93,7 +76,7 @@ def test_first_send_does_not_wait():
 
 
 def test_waited_seconds_accumulates_sleeps():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
 
     send_batches(pacer, fake, batches=5, size=10)
@@ -106,7 +89,7 @@ def test_waited_seconds_accumulates_sleeps():
 
 
 def test_per_identity_limit_blocks_sixth_event_of_same_identity():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
 
     for _ in range(5):
@@ -120,7 +103,7 @@ def test_per_identity_limit_blocks_sixth_event_of_same_identity():
 
 
 def test_per_identity_limit_does_not_block_other_identities():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
 
     for _ in range(5):
@@ -132,7 +115,7 @@ def test_per_identity_limit_does_not_block_other_identities():
 
 
 def test_per_identity_limit_counts_items_within_one_batch():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
 
     assert pacer.acquire([{"identity": "a"}] * 3 + [{"identity": "b"}] * 5)
@@ -144,7 +127,7 @@ def test_per_identity_limit_counts_items_within_one_batch():
 
 
 def test_identities_with_empty_windows_are_forgotten():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
     pacer.acquire([{"identity": "a"}, {"identity": "b"}])
     assert len(pacer._identities) == 2
@@ -156,7 +139,7 @@ def test_identities_with_empty_windows_are_forgotten():
 
 
 def test_identities_with_recent_events_are_kept():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
     pacer.acquire([{"identity": "a"}])
     fake.now += 59
@@ -172,7 +155,7 @@ def test_identities_with_recent_events_are_kept():
 
 
 def test_disabled_pacing_never_sleeps():
-    fake = FakeTime()
+    fake = FakeTime(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=None), fake)
 
     assert not pacer.enabled
@@ -184,7 +167,7 @@ def test_disabled_pacing_never_sleeps():
 
 
 def test_cancelled_sleep_makes_acquire_return_false():
-    fake = FakeTime(keep_going=False)
+    fake = FakeTime(start=5000.0, keep_going=False, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=RateLimit(10, 60), per_identity=None), fake)
     assert pacer.acquire([{"event": "e"}] * 10)
 

@@ -15,23 +15,7 @@ from destination_heap_analytics.retry import (
     RetryPolicy,
     call_with_retries,
 )
-
-
-class FakeTime:
-    """A clock that only moves when `sleep` is called; records every sleep."""
-
-    def __init__(self, start: float = 1000.0, keep_going: bool = True) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self.keep_going = keep_going
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        return self.keep_going
+from unit_tests.fakes import FakeTime
 
 
 class Flaky:

@@ -4,7 +4,6 @@ the local sandbox) states held until acknowledged, LOG lines and the progress li
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -28,7 +27,6 @@ from destination_heap_analytics.writer import (
     effective_batch_size,
     ordering_key,
 )
-from integration_tests.heap_sandbox import HeapSandbox
 
 TRACK_API = {
     "api_type": "track",
@@ -216,12 +214,6 @@ def test_track_has_no_ordering_key():
 
 
 # --- HeapWriter over the sandbox --------------------------------------------------------------
-
-
-@pytest.fixture
-def sandbox() -> Iterator[HeapSandbox]:
-    with HeapSandbox() as server:
-        yield server
 
 
 @pytest.fixture
