@@ -256,3 +256,13 @@ def test_sample_run_with_a_bad_row_logs_no_record_contents(sandbox, tmp_path):
     }
     leaked = sorted(value for value in values if value in output)
     assert leaked == []
+
+
+def test_state_values_containing_the_app_id_come_back_unchanged(sandbox, tmp_path):
+    """app_id is not an airbyte_secret: the CDK would mask its digits in every output line,
+    corrupting states, counts and timestamps that happen to contain them."""
+    messages = lines(record_line(SAMPLE_RECORDS[0]), state_line("cursor-11-2011-11-11"))
+    run = run_write(tmp_path, sample_config("track", sandbox.url), messages)
+    assert run.returncode == 0
+    assert [s["stream"]["stream_state"]["v"] for s in run.states] == ["cursor-11-2011-11-11"]
+    assert "****" not in run.stdout
