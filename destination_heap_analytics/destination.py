@@ -59,18 +59,22 @@ class DestinationHeapAnalytics(Destination):
         input_messages: Iterable[AirbyteMessage],
     ) -> Iterable[AirbyteMessage]:
         writer = HeapWriter(parse_config_or_fail(config), configured_catalog, self._input_stats)
+        finished = False
         try:
             for message in input_messages:
                 writer.process(message)
                 if writer.output:
                     yield from writer.take_output()
             writer.finish()
+            finished = True
         except Exception as error:
             writer.abort()
             yield from writer.take_output()
             yield from writer.summary()
             raise as_traced_exception(error) from None
         finally:
+            if not finished:  # also when interrupted or closed early: wake retries, stop sending
+                writer.abort()
             writer.close()
         yield from writer.take_output()
         yield from writer.summary()
