@@ -1,8 +1,9 @@
 """Record data -> one Heap item, following the column mapping.
 
-The rules are the contract documented in the README ("Transformation rules"). Column paths are
-compiled once per sync into getter functions; a record is only flattened when the property columns
-are `*`. This module runs once per record, so it avoids per-record allocation where it can.
+The rules are the contract documented in the README ("Transformation rules"); each one lives in
+a function here. Once per sync, `transform_codegen` compiles the mapping into one flat function
+that handles the common cases inline and calls these functions for the rest. A record is only
+flattened when the property columns are `*`.
 
 Nothing here ever puts a record value into a message: an invalid record is described by the
 column name and a reason only.
