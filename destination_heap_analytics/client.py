@@ -110,7 +110,7 @@ class HeapClient:
         except requests.exceptions.ConnectionError as error:
             if _is_name_resolution_failure(error):
                 raise HeapConfigurationError(
-                    "base_url", "the Heap host name cannot be resolved (DNS lookup failed)"
+                    "base_url", "The Heap host name cannot be resolved (DNS lookup failed)"
                 ) from None
             raise HeapTransientError(f"connection failed ({_cause_name(error)})") from None
         except requests.exceptions.Timeout as error:

@@ -48,7 +48,7 @@ def check_connection(config: HeapConfig) -> str | None:
             sleep=lambda seconds: not never_cancelled.wait(seconds),
         )
     except HeapConfigurationError as error:
-        return f"{error} Check the '{error.field}' setting."
+        return f"{error}. Check the '{error.field}' setting."
     except HeapRejected as error:
         return f"Heap refused the preflight event sent to {url}: {error}. Check 'app_id'."
     except RetriesExhausted as error:

@@ -94,7 +94,7 @@ def as_traced_exception(error: Exception) -> AirbyteTracedException:
     if isinstance(error, AirbyteTracedException):
         return error
     if isinstance(error, HeapConfigurationError):
-        message = f"{error} Check the '{error.field}' setting; nothing more was sent."
+        message = f"{error}. Check the '{error.field}' setting; nothing more was sent."
         return AirbyteTracedException(
             message=message, internal_message=message, failure_type=FailureType.config_error
         )
