@@ -8,6 +8,7 @@ batching, retries or records: returning normally means Heap acknowledged the who
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 from collections.abc import Sequence
 
@@ -198,8 +199,6 @@ def _cause_name(error: BaseException) -> str:
 
 def _is_name_resolution_failure(error: BaseException) -> bool:
     """urllib3 reports DNS failure as NameResolutionError (or socket.gaierror in its chain)."""
-    import socket
-
     pending: list[BaseException] = [error]
     seen: set[int] = set()
     while pending:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from destination_heap_analytics import heap_limits
@@ -28,6 +27,7 @@ class Rules:
 
     required_text: Callable[[Any, str, int | None], str]
     read_timestamp: Callable[[Any, str | None], str]
+    is_iso8601: Callable[[str], bool]
     put_value: Callable[[dict, str, Any, Any], None]
     flatten_leaves: Callable[[Any, str, dict, Any], None]
     drop_reserved_id: Callable[[dict], None]
@@ -63,12 +63,12 @@ def compile_transform(mapping: ColumnMapping, rules: Rules) -> Callable[[dict, b
     source.namespace.update(
         required_text=rules.required_text,
         read_timestamp=rules.read_timestamp,
+        is_iso8601=rules.is_iso8601,
         put_value=rules.put_value,
         flatten_leaves=rules.flatten_leaves,
         drop_reserved_id=rules.drop_reserved_id,
         stats=rules.stats,
         record_hash=rules.record_hash,
-        fromisoformat=datetime.fromisoformat,
     )
     fields: list[tuple[str, str]] = []
     if mapping.api_type is ApiType.TRACK:
@@ -125,17 +125,9 @@ def _timestamp(source: _Source, column: ColumnPath | None, rules: Rules) -> None
         source.add("timestamp = read_timestamp(None, None)")
         return
     _fetch(source, column, rules)
-    source.add("timestamp = None")
-    source.add(
-        "if value.__class__ is str and len(value) > 12 and value[10] == 'T' "
-        "and value[4] == '-' and value[7] == '-':"
-    )
-    source.add("try:", 2)
-    source.add("fromisoformat(value)", 3)
-    source.add("timestamp = value", 3)
-    source.add("except ValueError:", 2)
-    source.add("pass", 3)
-    source.add("if timestamp is None:")
+    source.add("if value.__class__ is str and is_iso8601(value):")
+    source.add("timestamp = value", 2)
+    source.add("else:")
     source.add(f"timestamp = read_timestamp(value, {column.name!r})", 2)
 
 

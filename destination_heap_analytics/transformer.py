@@ -176,7 +176,7 @@ def now_iso8601() -> str:
     return pendulum.now("UTC").to_iso8601_string()
 
 
-def _is_iso8601_extended(text: str) -> bool:
+def is_iso8601_extended(text: str) -> bool:
     """`YYYY-MM-DDThh…`, parseable: sent unchanged so documented examples come out exactly."""
     if len(text) < 13 or text[4] != "-" or text[7] != "-" or text[10] != "T":
         return False
@@ -191,7 +191,7 @@ def normalise_timestamp(value: Any) -> str | None:
     """ISO 8601 text for Heap, or None when the value cannot be read as a point in time."""
     kind = type(value)
     if kind is str:
-        if _is_iso8601_extended(value):
+        if is_iso8601_extended(value):
             return value
         try:
             parsed = pendulum.parse(value)
@@ -230,6 +230,7 @@ class RecordTransformer:
         rules = Rules(
             required_text=required_text,
             read_timestamp=self.read_timestamp,
+            is_iso8601=is_iso8601_extended,
             put_value=put_value,
             flatten_leaves=flatten_leaves,
             drop_reserved_id=self.drop_reserved_id,

@@ -63,25 +63,25 @@ class CatalogStreams:
 class StateCounter:
     """Records seen per state chunk, for `destinationStats.recordCount`.
 
-    Called once per record, so `count` is a single dict update; the chunk of a GLOBAL state is
+    `count` runs once per record, so it is a single dict update; the chunk of a GLOBAL state is
     derived from the running total instead of being counted separately.
     """
 
     def __init__(self) -> None:
-        self.per_stream: dict[StreamId, int] = {}
+        self._per_stream: dict[StreamId, int] = {}
         self._total_at_last_global = 0
 
     def count(self, stream: StreamId) -> None:
-        per_stream = self.per_stream
+        per_stream = self._per_stream
         per_stream[stream] = per_stream.get(stream, 0) + 1
 
     def take(self, state: AirbyteStateMessage, records_so_far: int) -> int:
         if state.type == AirbyteStateType.STREAM and state.stream is not None:
             descriptor = state.stream.stream_descriptor
-            return self.per_stream.pop((descriptor.namespace, descriptor.name), 0)
+            return self._per_stream.pop((descriptor.namespace, descriptor.name), 0)
         taken = records_so_far - self._total_at_last_global
         self._total_at_last_global = records_so_far
-        self.per_stream.clear()
+        self._per_stream.clear()
         return taken
 
 
