@@ -12,6 +12,7 @@ MAIN_REQUIREMENTS = [
 TEST_REQUIREMENTS = [
     "pytest>=8,<10",
     "requests-mock>=1.12,<2",
+    "hypothesis>=6.100,<7",
 ]
 
 DEV_REQUIREMENTS = ["ruff==0.17.6"]
