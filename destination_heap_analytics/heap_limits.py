@@ -22,6 +22,11 @@ MAX_PROPERTY_LENGTH = 1023
 MAX_ITEMS_PER_BULK_REQUEST = 1000
 """Each bulk form takes at most 1000 events / users / accounts per request."""
 
+MAX_EXACT_INTEGER = 2**53
+"""Not documented by Heap, which says only "number". Readers that hold numbers as doubles
+(JavaScript's among them) round integers beyond 2**53 (RFC 7493, I-JSON), so larger integers are
+sent as their exact decimal string, and a float that large is not accepted as an identity."""
+
 ARRAY_JOINER = "||"
 """Heap stores an array property as one string joined with `||` (track page)."""
 

@@ -1,46 +1,164 @@
-"""Read Airbyte messages from stdin without ever logging a line's contents.
+"""Read Airbyte messages from stdin's bytes; no line can end the sync or reach the log.
 
-The CDK's reader logs a line it cannot parse in full (record contents included) and crashes on
-valid JSON that is not a message, quoting the value. This one logs the line number, length and
-the kind of problem, counts the line, and carries on.
+The CDK's reader decodes stdin as text (one byte that is not UTF-8 ends the sync), logs a line it
+cannot parse in full (record contents included), and passes through JSON that is only half a
+message (`{"type": "RECORD"}`). This one reads bytes, and for every line either yields a complete
+message or skips it, counted by reason and logged by line number and length only.
+
+Parsing is orjson's (fast) except where orjson would change the data: integers wider than 64
+bits (orjson rounds them to floats, so two distinct ids would become one) and lone UTF-16
+surrogate escapes (orjson refuses the line; Java and JavaScript sources emit them when they cut
+text mid-emoji). Those lines go through the standard library's exact parser, and a lone
+surrogate becomes U+FFFD, counted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
-from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer
+from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, AirbyteStateType, Type
 
 from destination_heap_analytics.stats import InputStats
 
 LOGGED_LINES = 10
 """Unparseable lines logged one by one; the rest are counted in the summary."""
 
+NOT_UTF8 = "not valid UTF-8"
+NOT_JSON = "not valid JSON"
+TOO_DEEP = "JSON nested too deeply to read"
+NOT_A_MESSAGE = "not a valid Airbyte message"
+
+_WIDE_INTEGER = re.compile(rb"\d{19}")
+"""19 digits or more may not fit orjson's 64-bit integers. Also matches long digit runs inside
+strings, which then take the slower exact path for nothing: correct either way."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class UnreadableLine(Exception):
+    """A line that cannot become a message; `reason` is one of the constants above."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 def read_messages(
-    lines: Iterable[str], stats: InputStats, logger: logging.Logger
+    lines: Iterable[bytes | str], stats: InputStats, logger: logging.Logger
 ) -> Iterator[AirbyteMessage]:
+    """`lines` are stdin's raw lines (text lines are accepted too, and encoded back)."""
     for line_number, line in enumerate(lines, start=1):
+        if isinstance(line, str):
+            line = line.encode("utf-8", "surrogatepass")
         try:
-            payload = orjson.loads(line)
+            payload = parse_json(line, stats)
+            if payload is None:
+                continue
+            yield to_message(payload)
+        except UnreadableLine as unreadable:
+            _skip(line_number, line, unreadable.reason, stats, logger)
+
+
+def parse_json(line: bytes, stats: InputStats) -> Any:
+    """The line's JSON value, exact; None for a blank line."""
+    if _WIDE_INTEGER.search(line) is None:
+        try:
+            return orjson.loads(line)
         except orjson.JSONDecodeError:
-            if line.strip():
-                _skip(line_number, line, "not valid JSON", stats, logger)
-            continue
-        try:
-            yield AirbyteMessageSerializer.load(payload)
-        except Exception:  # serpyco's errors quote the offending value; report none of it
-            _skip(line_number, line, "JSON that is not a valid Airbyte message", stats, logger)
+            pass
+    return _parse_exactly(line, stats)
+
+
+def _parse_exactly(line: bytes, stats: InputStats) -> Any:
+    """The standard library keeps big integers exact and reads lone surrogates (then replaced)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnreadableLine(NOT_UTF8) from None
+    if not text.strip():
+        return None
+    try:
+        payload = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise UnreadableLine(TOO_DEEP) from None
+    except ValueError:  # JSONDecodeError, and the non-standard constants refused below
+        raise UnreadableLine(NOT_JSON) from None
+    if "\\u" in text:  # only an escape can make a surrogate: UTF-8 bytes cannot
+        payload, replaced = _replace_lone_surrogates(payload)
+        if replaced:
+            stats.repaired_lines += 1
+    return payload
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON; orjson refuses them too."""
+    raise ValueError(name)
+
+
+def _replace_lone_surrogates(value: Any) -> tuple[Any, bool]:
+    """Every lone surrogate in keys and strings becomes U+FFFD (iterative: depth is unbounded)."""
+    replaced = False
+
+    def clean(text: str) -> str:
+        nonlocal replaced
+        if _SURROGATE.search(text) is None:
+            return text
+        replaced = True
+        return _SURROGATE.sub("\ufffd", text)
+
+    root = [value]
+    pending: list[tuple[Any, Any]] = [(root, 0)]
+    while pending:
+        container, key = pending.pop()
+        child = container[key]
+        if type(child) is str:
+            container[key] = clean(child)
+        elif type(child) is dict:
+            cleaned = {clean(k): v for k, v in child.items()}
+            container[key] = cleaned
+            pending.extend((cleaned, k) for k in cleaned)
+        elif type(child) is list:
+            pending.extend((child, i) for i in range(len(child)))
+    return root[0], replaced
+
+
+def to_message(payload: Any) -> AirbyteMessage:
+    """A complete message, or UnreadableLine: the CDK's models accept `{"type": "RECORD"}`."""
+    try:
+        message = AirbyteMessageSerializer.load(payload)
+    except Exception:  # serpyco's errors quote the offending value; report none of it
+        raise UnreadableLine(NOT_A_MESSAGE) from None
+    if not _is_complete(message):
+        raise UnreadableLine(NOT_A_MESSAGE)
+    return message
+
+
+def _is_complete(message: AirbyteMessage) -> bool:
+    """The parts the writer relies on are there (the models check the types of what is)."""
+    if message.type == Type.RECORD:
+        return message.record is not None
+    if message.type == Type.STATE:
+        state = message.state
+        if state is None:
+            return False
+        if state.type == AirbyteStateType.STREAM:
+            return state.stream is not None
+        if state.type == AirbyteStateType.GLOBAL:
+            return state.global_ is not None
+        return state.data is not None
+    return True
 
 
 def _skip(
-    line_number: int, line: str, problem: str, stats: InputStats, logger: logging.Logger
+    line_number: int, line: bytes, reason: str, stats: InputStats, logger: logging.Logger
 ) -> None:
-    stats.unparseable_lines += 1
+    stats.skip(reason)
     if stats.unparseable_lines <= LOGGED_LINES:
         logger.warning(
-            f"Input line {line_number} ({len(line.rstrip())} characters) skipped: {problem}. "
+            f"Input line {line_number} ({len(line.rstrip())} bytes) skipped: {reason}. "
             "It is counted in the final summary."
         )

@@ -17,7 +17,16 @@ from destination_heap_analytics.transformer import TransformStats
 class InputStats:
     """What the input reader saw before any message reached `write`."""
 
-    unparseable_lines: int = 0
+    skipped_lines: Counter = field(default_factory=Counter)
+    repaired_lines: int = 0
+    """Lines whose lone UTF-16 surrogates were replaced by U+FFFD."""
+
+    def skip(self, reason: str) -> None:
+        self.skipped_lines[reason] += 1
+
+    @property
+    def unparseable_lines(self) -> int:
+        return self.skipped_lines.total()
 
 
 @dataclass
@@ -49,7 +58,8 @@ class SyncStats:
             f"invalid records skipped: {_with_reasons(self.invalid)}",
             f"rejected by Heap: {_with_reasons(delivery.rejected)}",
             f"ignored (stream not in catalog): {_with_reasons(self.ignored_streams)}",
-            f"unparseable input lines skipped: {self.input.unparseable_lines}",
+            f"unparseable input lines skipped: {_with_reasons(self.input.skipped_lines)}",
+            f"lone surrogates replaced by U+FFFD: {self.input.repaired_lines} lines",
             f"values truncated to 1023 characters: {self.transform.truncated_values}",
             f"properties dropped: {_with_reasons(Counter(self.transform.dropped_properties))}",
             f"requests: {delivery.requests}",

@@ -27,9 +27,9 @@ class Rules:
 
     required_text: Callable[[Any, str, int | None], str]
     read_timestamp: Callable[[Any, str | None], str]
-    is_iso8601: Callable[[str], bool]
-    put_value: Callable[[dict, str, Any, Any], None]
-    flatten_leaves: Callable[[Any, str, dict, Any], None]
+    is_canonical_timestamp: Callable[[str], bool]
+    put_value: Callable[[dict, str, Any, Any, int], None]
+    flatten_value: Callable[[Any, str, dict, Any, int], None]
     drop_reserved_id: Callable[[dict], None]
     compile_getter: Callable[[ColumnPath], Callable[[dict], Any]]
     record_hash: Callable[[dict, bytes], str]
@@ -63,9 +63,9 @@ def compile_transform(mapping: ColumnMapping, rules: Rules) -> Callable[[dict, b
     source.namespace.update(
         required_text=rules.required_text,
         read_timestamp=rules.read_timestamp,
-        is_iso8601=rules.is_iso8601,
+        is_canonical_timestamp=rules.is_canonical_timestamp,
         put_value=rules.put_value,
-        flatten_leaves=rules.flatten_leaves,
+        flatten_value=rules.flatten_value,
         drop_reserved_id=rules.drop_reserved_id,
         stats=rules.stats,
         record_hash=rules.record_hash,
@@ -125,7 +125,7 @@ def _timestamp(source: _Source, column: ColumnPath | None, rules: Rules) -> None
         source.add("timestamp = read_timestamp(None, None)")
         return
     _fetch(source, column, rules)
-    source.add("if value.__class__ is str and is_iso8601(value):")
+    source.add("if value.__class__ is str and is_canonical_timestamp(value):")
     source.add("timestamp = value", 2)
     source.add("else:")
     source.add(f"timestamp = read_timestamp(value, {column.name!r})", 2)
@@ -134,18 +134,20 @@ def _timestamp(source: _Source, column: ColumnPath | None, rules: Rules) -> None
 def _properties(source: _Source, mapping: ColumnMapping, rules: Rules) -> None:
     source.add("properties = {}")
     if mapping.property_columns is None:
-        source.add("flatten_leaves(data, '', properties, stats)")
+        source.add("flatten_value(data, '', properties, stats, 1)")
     else:
         for column in mapping.property_columns:
             _fetch(source, column, rules)
             source.add("kind = value.__class__")
             source.add(
                 f"if kind is str and len(value) <= {heap_limits.MAX_PROPERTY_LENGTH} "
-                "or kind is bool or kind is int:"
+                f"or kind is bool or kind is int and -{heap_limits.MAX_EXACT_INTEGER} <= value "
+                f"<= {heap_limits.MAX_EXACT_INTEGER}:"
             )
             source.add(f"properties[{column.name!r}] = value", 2)
             source.add("elif value is not None:")
-            source.add(f"put_value(properties, {column.name!r}, value, stats)", 2)
+            depth = len(column.segments) + 1
+            source.add(f"put_value(properties, {column.name!r}, value, stats, {depth})", 2)
     if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
         source.add("drop_reserved_id(properties)")
 

@@ -12,10 +12,12 @@ column name and a reason only.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -33,6 +35,17 @@ EPOCH_MILLISECONDS_THRESHOLD = 1e11
 
 MAX_KEY = heap_limits.MAX_PROPERTY_LENGTH
 MAX_VALUE = heap_limits.MAX_PROPERTY_LENGTH
+MAX_EXACT_INTEGER = heap_limits.MAX_EXACT_INTEGER
+MAX_DECIMAL_BITS = 3398
+"""Bits of the largest integer with at most 1023 digits (the longest value Heap takes)."""
+MAX_NESTING_DEPTH = 254
+"""Containers on one path of a record that the connector will read through: orjson's own
+serialisation limit, applied to flattening too, so every path to the same record agrees."""
+
+TOO_DEEP = f"record nested more than {MAX_NESTING_DEPTH} levels deep"
+UNWRITABLE_NUMBER = "record holds a number that cannot be written as JSON"
+EMPTY_NAME = "property name with an empty part"
+COLLIDING_NAME = "property names that collide after flattening (fewest parts kept)"
 
 
 class InvalidRecord(Exception):
@@ -85,20 +98,89 @@ def compile_getter(column: ColumnPath) -> Getter:
     return get
 
 
-def flatten_leaves(value: Any, prefix: str, out: dict, stats: TransformStats) -> None:
-    """Every scalar leaf under `value` as `prefix.key.0.key` (lists by index, as 0.1.0).
+# -- properties -----------------------------------------------------------------------------------
+def flatten_value(value: Any, prefix: str, out: dict, stats: TransformStats, depth: int) -> None:
+    """Every scalar leaf under `value` as a property `prefix.key.0.key` (lists by index, as
+    0.1.0). `depth` counts the containers around `value`, the record itself being 1.
 
-    Nulls, empty objects and empty lists produce no key.
+    Nulls, empty objects and empty lists give no property. A key that is empty, or has an empty
+    part between dots (`a.`), is dropped with everything under it, counted. When two paths give
+    one name (`{"a.b": 1, "a": {"b": 2}}`), the path with the fewest parts wins, then the first in
+    sorted order: the same winner whatever the key order of the source.
     """
+    leaves: dict = {}
+    collect_leaves(value, prefix, leaves, stats, depth)
+    if COLLIDED in leaves:
+        leaves = resolve_collisions(value, prefix, stats)
+    for name, leaf in leaves.items():
+        put_scalar(out, name, leaf, stats)
+
+
+def has_empty_part(name: str) -> bool:
+    """`.a`, `a.`, `a..b`: a dotted name with nothing between two dots."""
+    return name[0] == "." or name[-1] == "." or ".." in name
+
+
+COLLIDED = object()
+"""Key `collect_leaves` adds to its output when two paths gave one name (never a str key)."""
+
+
+def collect_leaves(
+    value: Any, prefix: str, leaves: dict, stats: TransformStats, depth: int
+) -> None:
+    """The raw non-null leaves by dotted name; marks a name collision instead of resolving it."""
     kind = type(value)
-    if kind is dict:
-        for key, child in value.items():
-            flatten_leaves(child, f"{prefix}.{key}" if prefix else str(key), out, stats)
-    elif kind is list:
-        for index, child in enumerate(value):
-            flatten_leaves(child, f"{prefix}.{index}" if prefix else str(index), out, stats)
-    else:
-        put_scalar(out, prefix, value, stats)
+    if kind is dict or kind is list:
+        if depth > MAX_NESTING_DEPTH:
+            raise InvalidRecord(TOO_DEEP)
+        pairs = value.items() if kind is dict else enumerate(value)
+        for key, child in pairs:
+            if key == "" or kind is dict and "." in key and has_empty_part(key):
+                stats.drop(EMPTY_NAME)
+                continue
+            name = f"{prefix}.{key}" if prefix else str(key)
+            collect_leaves(child, name, leaves, stats, depth + 1)
+    elif value is not None:
+        if prefix in leaves:
+            leaves[COLLIDED] = True
+        else:
+            leaves[prefix] = value
+
+
+def resolve_collisions(value: Any, prefix: str, stats: TransformStats) -> dict:
+    """Rare path: of the leaves sharing a name, keep the one with the fewest path parts, then the
+    first path in sorted order; count the others."""
+    winners: dict[str, tuple[tuple[str, ...], Any]] = {}
+    for path, leaf in _leaf_paths(value):
+        name = ".".join((prefix, *path) if prefix else path)
+        held = winners.get(name)
+        if held is None:
+            winners[name] = (path, leaf)
+            continue
+        stats.drop(COLLIDING_NAME)
+        if (len(path), path) < (len(held[0]), held[0]):
+            winners[name] = (path, leaf)
+    return {name: leaf for name, (_, leaf) in winners.items()}
+
+
+def _leaf_paths(value: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """(path parts, scalar) of every non-null leaf; depth and empty keys were handled (and
+    counted) by `collect_leaves` before this runs."""
+    found: list[tuple[tuple[str, ...], Any]] = []
+    pending: list[tuple[tuple[str, ...], Any]] = [((), value)]
+    while pending:
+        path, current = pending.pop()
+        if type(current) is dict:
+            pending.extend(
+                (path + (key,), child)
+                for key, child in current.items()
+                if key != "" and not ("." in key and has_empty_part(key))
+            )
+        elif type(current) is list:
+            pending.extend((path + (str(i),), child) for i, child in enumerate(current))
+        elif current is not None:
+            found.append((path, current))
+    return found
 
 
 def put_scalar(out: dict, key: str, value: Any, stats: TransformStats) -> None:
@@ -113,17 +195,27 @@ def put_scalar(out: dict, key: str, value: Any, stats: TransformStats) -> None:
         if len(value) > MAX_VALUE:
             value = value[:MAX_VALUE]
             stats.truncated_values += 1
+    elif kind is int:
+        if not -MAX_EXACT_INTEGER <= value <= MAX_EXACT_INTEGER:
+            if value.bit_length() > MAX_DECIMAL_BITS:
+                stats.drop("integer of more than 1023 digits")
+                return
+            value = str(value)  # exact digits: JSON readers round numbers beyond 2**53
     elif kind is float:
         if not math.isfinite(value):
             stats.drop("property value not a finite number")
             return
-    elif kind is not int and kind is not bool:
+    elif kind is not bool:
         value = str(value)
     out[key] = value
 
 
-def join_list(values: list) -> str:
-    """Heap's convention for arrays: one string joined with `||` (objects as compact JSON)."""
+def join_list(values: list, depth: int) -> str | None:
+    """Heap's convention for arrays: one string joined with `||` (objects as compact JSON).
+
+    None when nothing is left once nulls are left out, so `[]` and `[null]` send nothing
+    instead of an empty string that would overwrite a user property.
+    """
     parts = []
     for value in values:
         if value is None:
@@ -131,30 +223,81 @@ def join_list(values: list) -> str:
         if type(value) is str:
             parts.append(value)
         else:
-            parts.append(orjson.dumps(value).decode())
+            parts.append(to_json(value, depth + 1).decode("utf-8", "replace"))
+    if not parts:
+        return None
     return heap_limits.ARRAY_JOINER.join(parts)
 
 
-def put_value(out: dict, name: str, value: Any, stats: TransformStats) -> None:
-    """An explicit column's value: objects give their leaves, lists are joined, scalars checked."""
+def put_value(out: dict, name: str, value: Any, stats: TransformStats, depth: int = 2) -> None:
+    """An explicit column's value: objects give their leaves, lists are joined, scalars checked.
+
+    `depth` is where the value sits in the record (2 for a top-level column).
+    """
     kind = type(value)
     if kind is dict:
-        flatten_leaves(value, name, out, stats)
+        flatten_value(value, name, out, stats, depth)
     elif kind is list:
-        put_scalar(out, name, join_list(value), stats)
+        put_scalar(out, name, join_list(value, depth), stats)
     else:
         put_scalar(out, name, value, stats)
 
 
+# -- JSON of values ------------------------------------------------------------------------------
+def to_json(value: Any, depth: int = 1, sort_keys: bool = False) -> bytes:
+    """Compact JSON of any JSON value, exact, or InvalidRecord (never another error).
+
+    orjson first; it refuses integers wider than 64 bits and nesting past its limit, which the
+    standard library then writes exactly, or the record is too deeply nested.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    if depth - 1 + nesting_depth(value) > MAX_NESTING_DEPTH:
+        raise InvalidRecord(TOO_DEEP)
+    try:
+        text = json.dumps(
+            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except ValueError:  # an integer of more than 4300 digits, or a non-finite float
+        raise InvalidRecord(UNWRITABLE_NUMBER) from None
+    return text.encode("utf-8", "surrogatepass")
+
+
+def nesting_depth(value: Any) -> int:
+    """Containers on the deepest path (a scalar is 0, `{}` is 1); iterative, any depth."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        kind = type(current)
+        if kind is dict or kind is list:
+            deepest = max(deepest, depth)
+            children = current.values() if kind is dict else current
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+# -- identity, account id, event -----------------------------------------------------------------
 def as_text(value: Any) -> str | None:
-    """Identity, account id, event name: strings, or numbers written as text; else None."""
+    """Identity, account id, event name: strings, or numbers written exactly as text; else None.
+
+    A float can stand for an integer only below 2**53; beyond, it is already rounded and two
+    distinct ids could have become one, so it is refused rather than guessed.
+    """
     kind = type(value)
     if kind is str:
         return value
     if kind is int:
+        if value.bit_length() > MAX_DECIMAL_BITS:
+            return None
         return str(value)
     if kind is float and math.isfinite(value):
-        return str(int(value)) if value.is_integer() else repr(value)
+        if not value.is_integer():
+            return repr(value)
+        if abs(value) <= MAX_EXACT_INTEGER:
+            return str(int(value))
     return None
 
 
@@ -163,6 +306,8 @@ def required_text(value: Any, column: str, max_length: int | None) -> str:
         raise InvalidRecord(f"{column} is missing or null")
     text = as_text(value)
     if text is None:
+        if type(value) is float or type(value) is int:
+            raise InvalidRecord(f"{column} is a number too large to be written exactly")
         raise InvalidRecord(f"{column} is not a string or number")
     if not text or text.isspace():
         raise InvalidRecord(f"{column} is blank")
@@ -171,14 +316,35 @@ def required_text(value: Any, column: str, max_length: int | None) -> str:
     return text
 
 
+# -- timestamp -----------------------------------------------------------------------------------
+_CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z", re.ASCII)
+_DATE_START = re.compile(r"\d{4}[-/]|\d{8}", re.ASCII)
+"""A timestamp string must start with a date: no words (`now`), no time of day alone (`12:00`)."""
+
+
+def format_utc(moment: datetime) -> str:
+    """The one form every converted timestamp takes: `2022-10-21T04:09:54.622Z` (UTC, `Z`,
+    milliseconds or microseconds only when not zero)."""
+    moment = moment.astimezone(UTC)
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+    micro = moment.microsecond
+    if micro:
+        text += f".{micro // 1000:03d}" if micro % 1000 == 0 else f".{micro:06d}"
+    return text + "Z"
+
+
 def now_iso8601() -> str:
-    """The time of loading, ISO 8601 UTC, formatted as 0.1.0 did (`2022-10-26T03:06:59Z`)."""
-    return pendulum.now("UTC").to_iso8601_string()
+    """The time of loading, in the same form (`2022-10-26T03:06:59.123Z`)."""
+    return format_utc(datetime.now(UTC))
 
 
-def is_iso8601_extended(text: str) -> bool:
-    """`YYYY-MM-DDThh…`, parseable: sent unchanged so documented examples come out exactly."""
-    if len(text) < 13 or text[4] != "-" or text[7] != "-" or text[10] != "T":
+def is_canonical_timestamp(text: str) -> bool:
+    """A valid ISO 8601 UTC date-time ending in `Z`: sent unchanged, so documented examples
+    (`2022-10-21T04:09:54.622Z`) come out exactly."""
+    if _CANONICAL_TIMESTAMP.fullmatch(text) is None:
         return False
     try:
         datetime.fromisoformat(text)
@@ -188,29 +354,40 @@ def is_iso8601_extended(text: str) -> bool:
 
 
 def normalise_timestamp(value: Any) -> str | None:
-    """ISO 8601 text for Heap, or None when the value cannot be read as a point in time."""
+    """ISO 8601 UTC text for Heap, or None when the value is not a point in time.
+
+    Accepted: ISO 8601 dates and date-times (a naive one is UTC), `2022/10/21` forms, and epoch
+    seconds or milliseconds as numbers. Refused: words, times of day without a date, durations.
+    """
     kind = type(value)
     if kind is str:
-        if is_iso8601_extended(value):
-            return value
-        try:
-            parsed = pendulum.parse(value)
-        except (ValueError, TypeError, OverflowError):
+        text = value.strip()
+        if is_canonical_timestamp(text):
+            return text
+        if _DATE_START.match(text) is None:
             return None
-        if not isinstance(parsed, pendulum.DateTime):
-            if isinstance(parsed, pendulum.Date):
-                parsed = pendulum.datetime(parsed.year, parsed.month, parsed.day)
-            else:
-                return None
-        return parsed.in_timezone("UTC").to_iso8601_string()
-    if (kind is int or kind is float) and math.isfinite(value):
-        seconds = value / 1000 if abs(value) > EPOCH_MILLISECONDS_THRESHOLD else value
+        return _parse_date_text(text)
+    if kind is int or kind is float:
         try:
-            moment = datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
+            seconds = value / 1000 if abs(value) > EPOCH_MILLISECONDS_THRESHOLD else value
+            return format_utc(datetime.fromtimestamp(seconds, tz=UTC))
+        except (OverflowError, OSError, ValueError):  # beyond datetime's years 1-9999, or NaN
             return None
-        return pendulum.instance(moment).to_iso8601_string()
     return None
+
+
+def _parse_date_text(text: str) -> str | None:
+    try:
+        parsed = pendulum.parse(text, exact=True)
+        if isinstance(parsed, datetime):
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return format_utc(parsed)
+        if isinstance(parsed, date):
+            return format_utc(datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC))
+    except Exception:  # a third-party parser on arbitrary text: any failure means "not a date"
+        return None
+    return None  # a time of day, a duration or an interval
 
 
 class RecordTransformer:
@@ -230,9 +407,9 @@ class RecordTransformer:
         rules = Rules(
             required_text=required_text,
             read_timestamp=self.read_timestamp,
-            is_iso8601=is_iso8601_extended,
+            is_canonical_timestamp=is_canonical_timestamp,
             put_value=put_value,
-            flatten_leaves=flatten_leaves,
+            flatten_value=flatten_value,
             drop_reserved_id=self.drop_reserved_id,
             compile_getter=compile_getter,
             record_hash=record_hash,
@@ -241,8 +418,8 @@ class RecordTransformer:
         self.transform: Callable[[dict, bytes], HeapItem] = compile_transform(mapping, rules)
 
     def read_timestamp(self, value: Any, column: str | None) -> str:
-        """Any timestamp but an ISO 8601 string: now when empty, else converted, else invalid."""
-        if value is None or value == "":
+        """Any timestamp but a canonical one: now when empty, else converted, else invalid."""
+        if value is None or (type(value) is str and not value.strip()):
             return self._now()
         normalised = normalise_timestamp(value)
         if normalised is None:
@@ -260,9 +437,10 @@ def record_hash(data: dict, stream_key: bytes) -> str:
     """A stable idempotency key: the same record of the same stream always gives the same key.
 
     Canonical JSON (sorted keys, orjson's number formatting) so key order in the source does
-    not matter; 32 hex characters (128 bits) of SHA-256.
+    not matter; 32 hex characters (128 bits) of SHA-256. Integers wider than 64 bits keep every
+    digit, so two records that differ only there get different keys.
     """
-    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    canonical = to_json(data, sort_keys=True)
     return hashlib.sha256(stream_key + canonical).hexdigest()[:32]
 
 

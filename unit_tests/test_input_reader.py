@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 
 import pytest
 from airbyte_cdk.models import AirbyteMessage, Type
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from destination_heap_analytics.input_reader import LOGGED_LINES, read_messages
+from destination_heap_analytics.input_reader import (
+    LOGGED_LINES,
+    NOT_UTF8,
+    read_messages,
+)
+from destination_heap_analytics.input_reader import (
+    NOT_A_MESSAGE as INCOMPLETE,
+)
 from destination_heap_analytics.stats import InputStats
 
 MARKER = "MARKER-123"
@@ -34,9 +44,15 @@ def logger() -> logging.Logger:
     return logging.getLogger("test")
 
 
-def read(lines: list[str], logger: logging.Logger) -> tuple[list[AirbyteMessage], InputStats]:
+def read(
+    lines: list[str | bytes], logger: logging.Logger
+) -> tuple[list[AirbyteMessage], InputStats]:
+    """Lines as stdin gives them: bytes (text is encoded, as the reader also accepts it)."""
     stats = InputStats()
-    return list(read_messages(lines, stats, logger)), stats
+    raw = [
+        line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line for line in lines
+    ]
+    return list(read_messages(raw, stats, logger)), stats
 
 
 def test_valid_record_and_state_lines_become_messages(logger):
@@ -76,7 +92,7 @@ def test_log_names_line_number_and_length(logger, caplog):
     assert len(caplog.records) == 1
     text = caplog.records[0].getMessage()
     assert "line 3 " in text
-    assert f"({len(BROKEN_JSON)} characters)" in text
+    assert f"({len(BROKEN_JSON)} bytes)" in text
     assert "not valid JSON" in text
 
 
@@ -88,7 +104,7 @@ def test_log_identifies_json_that_is_not_a_message(logger, caplog):
     assert len(caplog.records) == 1
     text = caplog.records[0].getMessage()
     assert "line 1 " in text
-    assert f"({len(NOT_A_MESSAGE)} characters)" in text
+    assert f"({len(NOT_A_MESSAGE)} bytes)" in text
     assert "not a valid Airbyte message" in text
 
 
@@ -121,9 +137,124 @@ def test_only_the_first_problems_are_logged_individually(logger, caplog):
 
 def test_counting_continues_into_existing_stats(logger, caplog):
     caplog.set_level(logging.DEBUG)
-    stats = InputStats(unparseable_lines=LOGGED_LINES)
+    stats = InputStats(skipped_lines=Counter({"not valid JSON": LOGGED_LINES}))
 
     list(read_messages([BROKEN_JSON, RECORD], stats, logger))
 
     assert stats.unparseable_lines == LOGGED_LINES + 1
     assert caplog.records == []
+
+
+def record_line(data: object) -> str:
+    return json.dumps({"type": "RECORD", "record": {"stream": "s", "data": data, "emitted_at": 1}})
+
+
+def test_a_line_that_is_not_utf8_is_skipped_and_counted_not_fatal(logger):
+    bad = record_line({"name": "x"}).encode().replace(b'"x"', b'"caf\xe9 \xff"')
+    messages, stats = read([RECORD.encode(), bad, STATE.encode()], logger)
+    assert [m.type for m in messages] == [Type.RECORD, Type.STATE]
+    assert stats.skipped_lines == {NOT_UTF8: 1}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "RECORD"},
+        {"type": "RECORD", "record": None},
+        {"type": "RECORD", "record": "x"},
+        {"type": "RECORD", "record": {"stream": "s", "data": [1], "emitted_at": 1}},
+        {"type": "RECORD", "record": {"stream": "s", "data": "x", "emitted_at": 1}},
+        {"type": "RECORD", "record": {"stream": "s", "data": None, "emitted_at": 1}},
+        {"type": "RECORD", "record": {"stream": 5, "data": {}, "emitted_at": 1}},
+        {"type": "RECORD", "record": {"data": {}, "emitted_at": 1}},
+        {"type": "STATE"},
+        {"type": "STATE", "state": None},
+        {"type": "STATE", "state": {}},
+        {"type": "STATE", "state": {"type": "STREAM"}},
+        {"type": "STATE", "state": {"type": "STREAM", "stream": {}}},
+        {"type": "STATE", "state": {"type": "GLOBAL"}},
+        {"type": "STATE", "state": "x"},
+        {"type": "UNKNOWN"},
+        {"record": {"stream": "s", "data": {}, "emitted_at": 1}},
+    ],
+)
+def test_json_that_is_not_a_complete_message_is_skipped_by_reason(logger, payload):
+    messages, stats = read([json.dumps(payload), RECORD], logger)
+    assert [m.type for m in messages] == [Type.RECORD]
+    assert stats.skipped_lines == {INCOMPLETE: 1}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"type": "STREAM", "stream": {"stream_descriptor": {"name": "s"}}},
+        {"type": "GLOBAL", "global": {"shared_state": {"a": 1}, "stream_states": []}},
+        {"data": {"cursor": 1}},
+    ],
+)
+def test_every_kind_of_complete_state_is_kept(logger, state):
+    messages, stats = read([json.dumps({"type": "STATE", "state": state})], logger)
+    assert [m.type for m in messages] == [Type.STATE] and stats.unparseable_lines == 0
+
+
+@pytest.mark.parametrize("value", [12345678901234567890123, -(2**70), 2**64, -(2**63) - 1])
+def test_integers_wider_than_64_bits_keep_every_digit(logger, value):
+    line = record_line({"id": value, "next": value + 1, "f": 1.5, "text": "\u00e9"})
+    (message,), _ = read([line], logger)
+    assert message.record.data == {"id": value, "next": value + 1, "f": 1.5, "text": "é"}
+    assert type(message.record.data["id"]) is int
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character_and_is_counted(logger):
+    line = (
+        '{"type":"RECORD","record":{"stream":"s","emitted_at":1,"data":'
+        '{"cut":"ab\\ud83d","\\udc00key":["x\\udfff"],"pair":"\\ud83d\\ude00","lit":"\\\\ud83d"}}}'
+    )
+    (message, _), stats = read([line, line], logger)
+    assert message.record.data == {
+        "cut": "ab\ufffd",
+        "\ufffdkey": ["x\ufffd"],
+        "pair": "\U0001f600",
+        "lit": "\\ud83d",
+    }
+    assert stats.repaired_lines == 2 and stats.unparseable_lines == 0
+
+
+@pytest.mark.parametrize("depth", [1100, 100_000])
+def test_json_nested_beyond_the_readers_limit_is_skipped_not_fatal(logger, depth):
+    line = '{"type":"RECORD","record":{"stream":"s","emitted_at":1,"data":{"d":'
+    line += "[" * depth + "]" * depth + "}}}"
+    messages, stats = read([line, RECORD], logger)
+    assert [m.type for m in messages] == [Type.RECORD]
+    assert stats.unparseable_lines == 1
+
+
+JSON_TEXT = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.dictionaries(st.text(max_size=5), JSON_TEXT, max_size=4))
+def test_any_record_data_comes_back_exactly(data):
+    line = record_line(data)
+    (message,), stats = read([line], logging.getLogger("test"))
+    assert message.record.data == data and stats.unparseable_lines == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(line=st.binary(max_size=80))
+def test_no_byte_sequence_ends_the_sync(line):
+    messages, stats = read([line, RECORD.encode()], logging.getLogger("test"))
+    assert messages[-1].type == Type.RECORD
+    assert len(messages) + stats.unparseable_lines in (1, 2)

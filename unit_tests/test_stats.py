@@ -47,7 +47,9 @@ def test_summary_line_lists_every_counter_with_its_reasons(clock):
     stats.delivery.count_rejection(Rejection(row=4, status=400, message="bad property"))
     stats.delivery.count_rejection(Rejection(row=8, status=400, message="bad property"))
     stats.ignored_streams["orders"] += 5
-    stats.input.unparseable_lines = 2
+    stats.input.skip("not valid JSON")
+    stats.input.skip("not valid UTF-8")
+    stats.input.repaired_lines = 3
     stats.transform.truncated_values = 6
     stats.transform.drop("reserved property 'id'")
     for _ in range(11):
@@ -65,7 +67,8 @@ def test_summary_line_lists_every_counter_with_its_reasons(clock):
         "invalid records skipped: 4 (user is missing or null: 3, event is blank: 1); "
         "rejected by Heap: 2 (HTTP 400: bad property: 2); "
         "ignored (stream not in catalog): 5 (orders: 5); "
-        "unparseable input lines skipped: 2; "
+        "unparseable input lines skipped: 2 (not valid JSON: 1, not valid UTF-8: 1); "
+        "lone surrogates replaced by U+FFFD: 3 lines; "
         "values truncated to 1023 characters: 6; "
         "properties dropped: 1 (reserved property 'id': 1); "
         "requests: 11; "

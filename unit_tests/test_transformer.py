@@ -4,13 +4,22 @@ unit-test cases (adapted where 0.1.0 was wrong, with the reason) and the seed's 
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+import functools
+import re
+from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pendulum
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from destination_heap_analytics.config import parse_config
 from destination_heap_analytics.transformer import (
+    COLLIDING_NAME,
+    EMPTY_NAME,
+    MAX_NESTING_DEPTH,
+    TOO_DEEP,
     InvalidRecord,
     RecordTransformer,
     normalise_timestamp,
@@ -300,10 +309,9 @@ def test_empty_timestamp_value_means_now(empty):
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["2017-03-10T22:21:56+00:00", "2022-10-21T04:09:54.622Z", "2022-10-26T03:06:59Z"],
+    "value", ["2022-10-21T04:09:54.622Z", "2022-10-26T03:06:59Z", "2022-10-21T04:09:54.1234567Z"]
 )
-def test_iso8601_timestamps_pass_through_unchanged(value):
+def test_iso8601_utc_timestamps_with_z_pass_through_unchanged(value):
     assert (
         track(timestamp_column="ts")({"identity": "u", "event": "e", "ts": value})["timestamp"]
         == value
@@ -314,20 +322,47 @@ def test_iso8601_timestamps_pass_through_unchanged(value):
     "value, expected",
     [
         (1666325394, "2022-10-21T04:09:54Z"),
-        (1666325394.5, "2022-10-21T04:09:54.500000Z"),
-        (1666325394622, "2022-10-21T04:09:54.622000Z"),
+        (1666325394.5, "2022-10-21T04:09:54.500Z"),
+        (1666325394622, "2022-10-21T04:09:54.622Z"),
+        (1666325394.000123, "2022-10-21T04:09:54.000123Z"),
+        ("2017-03-10T22:21:56+00:00", "2017-03-10T22:21:56Z"),
+        ("2022-10-21T06:09:54+02:00", "2022-10-21T04:09:54Z"),
+        ("2022-10-21T04:09:54", "2022-10-21T04:09:54Z"),
         ("2022-10-21 04:09:54", "2022-10-21T04:09:54Z"),
+        ("2022-10-21T04:09Z", "2022-10-21T04:09:00Z"),
+        (" 2022-10-21T04:09:54.622Z ", "2022-10-21T04:09:54.622Z"),
         ("2022/10/21", "2022-10-21T00:00:00Z"),
         ("2022-10-21", "2022-10-21T00:00:00Z"),
+        ("20221021T040954Z", "2022-10-21T04:09:54Z"),
     ],
 )
-def test_epoch_numbers_and_other_date_strings_become_iso8601(value, expected):
+def test_epoch_numbers_and_other_date_strings_become_iso8601_utc(value, expected):
     assert normalise_timestamp(value) == expected
     item = track(timestamp_column="ts")({"identity": "u", "event": "e", "ts": value})
     assert item["timestamp"] == expected
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2022-13-45", True, {"a": 1}, [1], "P1D"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "now",
+        "today",
+        "12:00",
+        "12:00:00Z",
+        "T12:00",
+        "1200",
+        "2022",
+        "2022-13-45",
+        "P1D",
+        "2022-10-21/2022-10-22",
+        True,
+        {"a": 1},
+        [1],
+        10**400,
+        float("inf"),
+    ],
+)
 def test_unreadable_timestamps_make_the_record_invalid(value):
     reason = invalid_reason(
         track(timestamp_column="ts"), {"identity": "u", "event": "e", "ts": value}
@@ -335,10 +370,45 @@ def test_unreadable_timestamps_make_the_record_invalid(value):
     assert reason.startswith("ts is not a date-time")
 
 
+CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3}|\.\d{6})?Z")
+OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+MOMENTS = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=OFFSETS
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=MOMENTS, separator=st.sampled_from(["T", " "]), naive=st.booleans())
+def test_every_iso8601_form_becomes_the_same_instant_in_one_utc_form(moment, separator, naive):
+    text = moment.replace(tzinfo=None).isoformat(sep=separator) if naive else moment.isoformat()
+    instant = moment.replace(tzinfo=UTC) if naive else moment
+    normalised = normalise_timestamp(text)
+    assert normalised is not None and (CANONICAL.fullmatch(normalised) or normalised == text)
+    assert datetime.fromisoformat(normalised) == instant
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=40))
+def test_text_that_does_not_start_with_a_date_is_never_a_timestamp(text):
+    assume(not re.match(r"\s*(\d{4}[-/]|\d{8})", text, re.ASCII))
+    assert normalise_timestamp(text) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(st.text(max_size=40), st.integers(), st.floats(), st.booleans()))
+def test_any_accepted_timestamp_is_in_the_one_utc_form(value):
+    normalised = normalise_timestamp(value)
+    if normalised is not None:
+        assert normalised.endswith("Z") and datetime.fromisoformat(normalised).tzinfo == UTC
+        assert CANONICAL.fullmatch(normalised) or normalised == value.strip()
+
+
 def test_now_is_the_current_time_in_iso8601_utc():
     before = datetime.now(UTC)
     now = now_iso8601()
-    assert now.endswith("Z") and now[10] == "T"
+    assert CANONICAL.fullmatch(now)
     assert abs((datetime.fromisoformat(now) - before).total_seconds()) < 5
 
 
@@ -486,3 +556,139 @@ def test_010_user_and_account_cases(api_type, key_column, out_key):
     assert subset(OLD_RECORD)["properties"] == {"blocked": False}
     wrong_case = transformer(api_type, property_columns="*", **{key_column: "USER_ID"})
     assert invalid_reason(wrong_case, OLD_RECORD)
+
+
+# -- values at the edges real sources produce --------------------------------------------------
+BIG = 12345678901234567890123
+
+
+def test_integers_beyond_2_53_keep_every_digit_as_text():
+    data = {"small": 2**53, "big": BIG, "neg": -(2**53) - 1, "list": [BIG, 1]}
+    assert properties_of(data, "small,big,neg,list") == {
+        "small": 2**53,
+        "big": "12345678901234567890123",
+        "neg": "-9007199254740993",
+        "list": "12345678901234567890123||1",
+    }
+    assert properties_of({"o": {"big": BIG + 1}}, "*") == {"o.big": "12345678901234567890124"}
+
+
+def test_distinct_huge_ids_stay_distinct_identities_and_keys():
+    make = track()
+    first = make({"identity": BIG, "event": "e"})
+    second = make({"identity": BIG + 1, "event": "e"})
+    assert (first["identity"], second["identity"]) == (str(BIG), str(BIG + 1))
+    assert first["idempotency_key"] != second["idempotency_key"]
+
+
+def test_a_float_too_large_to_be_exact_is_not_an_identity():
+    reason = invalid_reason(track(), {"identity": 1.2345678901234568e22, "event": "e"})
+    assert reason == "identity is a number too large to be written exactly"
+    assert track()({"identity": 2.0**53, "event": "e"})["identity"] == "9007199254740992"
+
+
+def test_an_integer_longer_than_a_property_value_is_dropped_and_counted():
+    make = transformer("add_account_properties", account_id_column="acc", property_columns="*")
+    item = make({"acc": "A", "huge": 10**1100, "ok": 10**1022})
+    assert item["properties"] == {"acc": "A", "ok": str(10**1022)}
+    assert make.stats.dropped_properties == {"integer of more than 1023 digits": 1}
+
+
+@pytest.mark.parametrize("empty", [[], [None], [None, None]])
+def test_an_explicit_list_column_with_nothing_in_it_sends_nothing(empty):
+    assert properties_of({"tags": empty, "b": 1}, "tags,b") == {"b": 1}
+
+
+def nested(depth: int, leaf: object = 1) -> object:
+    """`depth` containers around `leaf`, alternating objects and lists."""
+    value = leaf
+    for level in range(depth):
+        value = {"k": value} if level % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING_DEPTH, MAX_NESTING_DEPTH + 1, 1000, 5000])
+def test_deep_records_are_invalid_beyond_the_limit_and_never_crash(depth):
+    data = {"identity": "u", "event": "e", "deep": nested(depth - 1)}  # the record is one more
+    for make in (track(property_columns="*"), track(property_columns="deep"), track()):
+        if depth <= MAX_NESTING_DEPTH:
+            assert make(data)["identity"] == "u"
+        else:
+            assert invalid_reason(make, data) == TOO_DEEP
+
+
+def test_star_resolves_name_collisions_the_same_way_in_any_key_order():
+    make = transformer("add_account_properties", account_id_column="acc", property_columns="*")
+    one = make({"acc": "A", "a.b": "literal", "a": {"b": "nested"}})
+    other = make({"a": {"b": "nested"}, "a.b": "literal", "acc": "A"})
+    assert one["properties"] == other["properties"] == {"acc": "A", "a.b": "literal"}
+    assert make.stats.dropped_properties == {COLLIDING_NAME: 2}
+
+
+def test_a_null_never_wins_a_name_collision():
+    assert properties_of({"a.b": None, "a": {"b": 2}}, "*") == {"a.b": 2}
+
+
+def test_empty_key_names_are_dropped_and_counted():
+    make = transformer("add_account_properties", account_id_column="acc", property_columns="*")
+    item = make({"acc": "A", "": 1, "x": {"": 2, "y": 3}, "z": {"": {"w": 4}}})
+    assert item["properties"] == {"acc": "A", "x.y": 3}
+    assert make.stats.dropped_properties == {EMPTY_NAME: 3}
+
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
+    st.builds(lambda char, n: char * n, st.characters(), st.integers(1000, 1500)),
+    st.sampled_from(["", ".", "a.b", "2022-10-21T04:09:54Z", "ID", "id"]),
+)
+KEYS = st.one_of(st.text(max_size=8), st.sampled_from(["", "a", "b", "a.b", "0", "id", "."]))
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)
+    ),
+    max_leaves=25,
+)
+COLUMN_FORMS = ["*", "a", "a.b", "a.0", "b,a.b,a", "0,a.b.c"]
+
+
+@functools.cache
+def robustness_transformer(api_type: str, columns: str, key_column: str) -> Make:
+    api = {"api_type": api_type, "property_columns": columns}
+    if api_type == "track":
+        api.update(identity_column=key_column, event_column="b", timestamp_column="a.b")
+    elif api_type == "add_user_properties":
+        api.update(identity_column=key_column)
+    else:
+        api.update(account_id_column=key_column)
+    return Make(parse_config({"app_id": "1", "api": api}).mapping, now=lambda: FIXED_NOW)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.dictionaries(KEYS, JSON_VALUES, max_size=6),
+    api_type=st.sampled_from(["track", "add_user_properties", "add_account_properties"]),
+    columns=st.sampled_from(COLUMN_FORMS),
+    key_column=st.sampled_from(["a", "a.b", "b", "a.0"]),
+)
+def test_any_json_record_gives_a_valid_heap_item_or_an_invalid_reason(
+    data, api_type, columns, key_column
+):
+    make = robustness_transformer(api_type, columns, key_column)
+    try:
+        item = make(data)
+    except InvalidRecord as invalid:
+        assert invalid.reason and not any(
+            isinstance(v, str) and len(v) > 3 and v in invalid.reason for v in data.values()
+        )
+        return
+    orjson.dumps(item)  # what the client sends must serialise
+    for name, value in item["properties"].items():
+        assert name and "" not in name.split(".") and len(name) <= 1023
+        assert type(value) in (str, int, float, bool)
+        assert type(value) is not int or abs(value) <= 2**53
+        assert type(value) is not str or len(value) <= 1023
