@@ -16,6 +16,9 @@ from destination_heap_analytics.transformer import compile_getter
 
 SAMPLE_SIZE = 100
 """How many records are looked at before absent columns are reported."""
+SUGGESTION_DEPTH = 16
+"""Paths deeper than this are not offered as suggestions (and a hostile record cannot make
+the report recurse without end)."""
 
 
 class ColumnReport:
@@ -47,8 +50,10 @@ class ColumnReport:
         return [self._describe(name) for name in sorted(self._unseen)]
 
     def _describe(self, name: str) -> str:
+        if name in self._seen_keys:  # present under its own name: its values are all null
+            return f"Column '{name}' is null in all of the first {self._sampled} records."
         message = (
-            f"Column '{name}' is missing or null in all of the first {self._sampled} records; "
+            f"Column '{name}' is missing in all of the first {self._sampled} records; "
             "check its spelling (names are case-sensitive, nested columns use dots)."
         )
         suggestion = suggest_column(name, self._seen_keys)
@@ -58,7 +63,9 @@ class ColumnReport:
 
 
 def suggest_column(name: str, known: set[str]) -> str | None:
-    """The closest existing dotted path: same name ignoring case or `_`/`.`, else difflib's best."""
+    """The closest other existing dotted path: same name ignoring case or `_`/`.`, else
+    difflib's best."""
+    known = known - {name}
     folded = _fold(name)
     for key in sorted(known):
         if _fold(key) == folded:
@@ -71,15 +78,17 @@ def _fold(name: str) -> str:
     return name.lower().replace("_", ".")
 
 
-def _collect_paths(value: object, prefix: str, out: set[str]) -> None:
+def _collect_paths(value: object, prefix: str, out: set[str], depth: int = 0) -> None:
     """Every dotted path (objects and leaves) in the record, to suggest from."""
+    if depth >= SUGGESTION_DEPTH:
+        return
     if isinstance(value, dict):
-        for key, child in value.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            out.add(path)
-            _collect_paths(child, path, out)
+        children = value.items()
     elif isinstance(value, list):
-        for index, child in enumerate(value[:5]):
-            path = f"{prefix}.{index}" if prefix else str(index)
-            out.add(path)
-            _collect_paths(child, path, out)
+        children = enumerate(value[:5])
+    else:
+        return
+    for key, child in children:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        out.add(path)
+        _collect_paths(child, path, out, depth + 1)

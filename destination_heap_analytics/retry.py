@@ -1,4 +1,4 @@
-"""Retry a request through transient failures: exponential backoff, full jitter, Retry-After.
+"""Retry a request through transient failures: exponential backoff, jitter, Retry-After.
 
 Hand-written rather than taken from `backoff` or `tenacity`: the loop must honour `Retry-After`
 (seconds or an HTTP date) over its own backoff, stop within a total time budget, and wake up at
@@ -43,10 +43,16 @@ class RetryPolicy:
     max_backoff: float = MAX_BACKOFF_SECONDS
 
     def delay(self, attempt: int, retry_after: float | None, rand: Callable[[], float]) -> float:
-        """Retry-After when Heap sent one; else full jitter: uniform(0, min(cap, base * 2^n))."""
-        if retry_after is not None:
-            return retry_after
-        return rand() * min(self.max_backoff, self.base_delay * (2**attempt))
+        """Equal jitter, uniform(step / 2, step) with step = min(cap, base * 2^n), or Heap's
+        Retry-After when that is longer.
+
+        The floor of half a step grows with every attempt whatever Heap says (`Retry-After: 0`,
+        or a 5xx storm with no header), so one batch makes at most about ten attempts in any
+        minute instead of hammering Heap; the jitter still spreads concurrent batches apart.
+        """
+        step = min(self.max_backoff, self.base_delay * (2**attempt))
+        backoff = step / 2 + rand() * step / 2
+        return backoff if retry_after is None else max(backoff, retry_after)
 
 
 def call_with_retries(

@@ -60,3 +60,23 @@ def test_warnings_never_contain_values():
     report.observe({"email": "secret-person@example.com"})
     (warning,) = report.warnings()
     assert "secret-person" not in warning and "'email'" in warning
+
+
+def test_a_column_present_but_always_null_is_not_suggested_as_itself():
+    report = ColumnReport(columns("n", "plan"), sample_size=2)
+    report.observe({"n": None, "plan_": 1})
+    report.observe({"n": None, "plan_": 2})
+    warnings = report.warnings()
+    assert warnings[0] == "Column 'n' is null in all of the first 2 records."
+    assert "'plan'" in warnings[1] and "Did you mean 'plan_'?" in warnings[1]
+    assert suggest_column("n", {"n", "N"}) == "N"
+
+
+def test_a_deeply_nested_record_does_not_break_the_report():
+    deep: object = 1
+    for _ in range(5000):
+        deep = {"a": deep}
+    report = ColumnReport(columns("a.a.a", "b"), sample_size=1)
+    report.observe({"a": deep})
+    (warning,) = report.warnings()
+    assert "'b'" in warning

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from destination_heap_analytics.client import (
     HeapConfigurationError,
@@ -70,7 +72,7 @@ def test_retry_after_is_used_as_the_delay():
 
     run(operation, RetryPolicy(max_retry_seconds=600), fake, rand=lambda: 0.5)
 
-    assert fake.sleeps == [7.0, 0.0]
+    assert fake.sleeps == [7.0, 0.75]  # Retry-After 0 still waits the growing floor
 
 
 def test_backoff_with_max_jitter_doubles_up_to_the_cap():
@@ -83,31 +85,57 @@ def test_backoff_with_max_jitter_doubles_up_to_the_cap():
     assert fake.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
 
 
-def test_backoff_with_zero_jitter_does_not_wait():
+def test_backoff_with_zero_jitter_still_waits_half_of_each_growing_step():
     fake = FakeTime()
     operation = Flaky([HeapTransientError("HTTP 500")] * 4)
 
     run(operation, RetryPolicy(max_retry_seconds=600), fake, rand=lambda: 0.0)
 
-    assert fake.sleeps == [0.0] * 4
+    assert fake.sleeps == [0.25, 0.5, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("attempt", range(10))
 @pytest.mark.parametrize("jitter", [0.0, 0.25, 0.999, 1.0])
-def test_delay_is_within_full_jitter_bound(attempt, jitter):
+def test_delay_is_within_the_equal_jitter_bounds(attempt, jitter):
     policy = RetryPolicy(max_retry_seconds=600, base_delay=0.5, max_backoff=30.0)
-    bound = min(30.0, 0.5 * 2**attempt)
+    step = min(30.0, 0.5 * 2**attempt)
 
     delay = policy.delay(attempt, None, lambda: jitter)
 
-    assert 0.0 <= delay <= bound
-    assert delay == pytest.approx(jitter * bound)
+    assert step / 2 <= delay <= step
+    assert delay == pytest.approx(step / 2 + jitter * step / 2)
 
 
-def test_retry_after_overrides_backoff_in_delay():
+def test_a_longer_retry_after_overrides_the_backoff():
     policy = RetryPolicy(max_retry_seconds=600, base_delay=0.5, max_backoff=30.0)
 
-    assert policy.delay(9, 2.5, lambda: 1.0) == 2.5
+    assert policy.delay(2, 2.5, lambda: 1.0) == 2.5
+    assert policy.delay(9, 2.5, lambda: 1.0) == 30.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    jitters=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=50),
+    retry_afters=st.lists(st.sampled_from([None, 0.0, 0.001, 1.0]), min_size=1, max_size=50),
+)
+def test_one_request_never_makes_more_than_ten_attempts_in_any_minute(jitters, retry_afters):
+    """Whatever Heap answers (Retry-After 0, no header) and however the jitter falls."""
+    fake = FakeTime()
+    errors = [HeapTransientError("HTTP 503", retry_after=r) for r in retry_afters] * 4
+    draws = iter(jitters * 200)
+    attempts: list[float] = []
+
+    def operation() -> str:
+        attempts.append(fake.now)
+        if len(attempts) <= len(errors):
+            raise errors[len(attempts) - 1]
+        return "ok"
+
+    run(operation, RetryPolicy(max_retry_seconds=3600), fake, rand=lambda: next(draws))
+
+    for index, started in enumerate(attempts):
+        within_a_minute = [t for t in attempts[index:] if t < started + 60]
+        assert len(within_a_minute) <= 10
 
 
 def test_gives_up_when_next_delay_would_pass_the_budget():
@@ -223,5 +251,6 @@ def test_on_retry_called_with_each_error_and_delay():
         on_retry=lambda error, delay: seen.append((error, delay)),
     )
 
-    assert seen == [(errors[0], 3.0), (errors[1], 1.0), (errors[2], 1.5)]
-    assert fake.sleeps == [3.0, 1.0, 1.5]
+    # The third Retry-After (1.5 s) is shorter than that attempt's backoff (2 s): backoff wins.
+    assert seen == [(errors[0], 3.0), (errors[1], 1.0), (errors[2], 2.0)]
+    assert fake.sleeps == [3.0, 1.0, 2.0]
