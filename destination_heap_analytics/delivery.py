@@ -1,9 +1,9 @@
 """Deliver one batch to Heap: pace, send, retry transient failures, isolate rejected items.
 
 Runs in the sending threads. A batch either ends fully accounted for (every item delivered or
-rejected-and-counted) or raises a fatal error that ends the sync: configuration errors and
-exhausted retries. Nothing here logs; outcomes are counted in `DeliveryStats` and read by the
-main thread, which owns all output.
+rejected-and-counted) or raises a fatal error that ends the sync: configuration errors,
+exhausted retries, and Heap refusing most records (`rejection_guard`). Nothing here logs;
+outcomes are counted in `DeliveryStats` and read by the main thread, which owns all output.
 """
 
 from __future__ import annotations
@@ -16,16 +16,22 @@ from dataclasses import dataclass, field
 from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.privacy import redact
+from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import Cancelled, RetryPolicy, call_with_retries
 
 
 @dataclass
 class Batch:
-    """Items in input order with their row numbers (1-based record counts), for reporting."""
+    """Items in input order with their row numbers (1-based record counts), for reporting.
+
+    `last_refusal` is the rejection guard's position of the batch's last refused record, set by
+    the sending thread; the states after the batch wait until the guard has settled it.
+    """
 
     seq: int
     items: list[dict]
     rows: list[int]
+    last_refusal: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class BatchDelivery:
         policy: RetryPolicy,
         stats: DeliveryStats,
         sleep: Callable[[float], bool],
+        guard: RejectionGuard | None = None,
     ) -> None:
         """`sleep(seconds)` returns False once the sync is cancelled."""
         self._client = client
@@ -91,24 +98,48 @@ class BatchDelivery:
         self._policy = policy
         self._stats = stats
         self._sleep = sleep
+        self._guard = guard or RejectionGuard()
 
     def deliver(self, batch: Batch) -> None:
-        self._deliver(batch.items, batch.rows)
+        if not self._send(batch, batch.items, batch.rows):
+            self._isolate(batch, batch.items, batch.rows)
 
-    def _deliver(self, items: list[dict], rows: list[int]) -> None:
-        """Send; on rejection split in halves until each bad item stands alone."""
+    def settled(self, batch: Batch) -> bool:
+        """May the states after this (finished) batch go out? Not while one of its refusals
+        could still turn out to be part of a sync Heap mostly refuses."""
+        return batch.last_refusal is None or self._guard.settled(batch.last_refusal)
+
+    def _isolate(self, batch: Batch, items: list[dict], rows: list[int]) -> None:
+        """Split a refused group in halves until each bad item stands alone.
+
+        Depth first, left half first: the good items of a batch reach Heap in input order, which
+        last-write-wins properties need.
+        """
+        if len(items) == 1:
+            return
+        middle = len(items) // 2
+        for half_items, half_rows in (
+            (items[:middle], rows[:middle]),
+            (items[middle:], rows[middle:]),
+        ):
+            if not self._send(batch, half_items, half_rows):
+                self._isolate(batch, half_items, half_rows)
+
+    def _send(self, batch: Batch, items: list[dict], rows: list[int]) -> bool:
+        """True when Heap accepted the items; a refused single item is counted as rejected."""
+        self._guard.check()
         try:
             self._send_with_retries(items)
         except HeapRejected as rejected:
             if len(items) == 1:
                 message = redact(rejected.message, items[0])
                 self._stats.count_rejection(Rejection(rows[0], rejected.status, message))
-                return
-            middle = len(items) // 2
-            self._deliver(items[:middle], rows[:middle])
-            self._deliver(items[middle:], rows[middle:])
-            return
+                batch.last_refusal = self._guard.refused(f"HTTP {rejected.status}: {message}")
+                self._guard.check()
+            return False
         self._stats.count_delivered(len(items))
+        self._guard.accepted(len(items))
+        return True
 
     def _send_with_retries(self, items: list[dict]) -> None:
         body = self._client.body(items)

@@ -22,6 +22,7 @@ from destination_heap_analytics.client import HeapConfigurationError
 from destination_heap_analytics.config import ConfigError, HeapConfig, parse_config
 from destination_heap_analytics.connection_check import check_connection
 from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
 from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.writer import HeapWriter
@@ -95,6 +96,14 @@ def as_traced_exception(error: Exception) -> AirbyteTracedException:
         return error
     if isinstance(error, HeapConfigurationError):
         message = f"{error}. Check the '{error.field}' setting; nothing more was sent."
+        return AirbyteTracedException(
+            message=message, internal_message=message, failure_type=FailureType.config_error
+        )
+    if isinstance(error, HeapRefusesMost):
+        message = (
+            f"{error}. Check the 'api' mapping and 'app_id'. States of records not yet delivered "
+            "were not emitted, so the next sync resumes from the last emitted state."
+        )
         return AirbyteTracedException(
             message=message, internal_message=message, failure_type=FailureType.config_error
         )

@@ -33,12 +33,15 @@ class BatchLoader:
         cancelled: threading.Event,
         ordering_key: Callable[[dict], str] | None = None,
         while_waiting: Callable[[], None] = lambda: None,
+        settled: Callable[[Batch], bool] = lambda batch: True,
     ) -> None:
         """`deliver` runs in a sending thread and raises only fatal errors; batches sharing an
         `ordering_key` value are delivered one after the other, in input order. `while_waiting`
         is called every WAIT_REPORT_SECONDS while the caller is blocked on busy senders (for
-        example through a long retry), so progress can still be reported."""
+        example through a long retry), so progress can still be reported. A finished batch
+        counts as acknowledged only once `settled(batch)`, or at the end of the input."""
         self._deliver = deliver
+        self._settled = settled
         self._batch_size = batch_size
         self._max_concurrent = max_concurrent
         self._cancelled = cancelled
@@ -48,7 +51,7 @@ class BatchLoader:
         self._ordering_key = ordering_key
         self._while_waiting = while_waiting
         # Batches not yet acknowledged, oldest first (finished ones wait here for older ones).
-        self._unacknowledged: deque[tuple[int, Future]] = deque()
+        self._unacknowledged: deque[tuple[Batch, Future]] = deque()
         self._submitted_seq = 0
         self._acknowledged_seq = 0
         # Shared with the sending threads' completion callbacks, under `_changed`:
@@ -80,7 +83,7 @@ class BatchLoader:
             if keys:
                 self._keys_running[future] = keys
         future.add_done_callback(self._on_finished)
-        self._unacknowledged.append((batch.seq, future))
+        self._unacknowledged.append((batch, future))
         self._advance()
 
     def drain(self) -> int:
@@ -96,26 +99,30 @@ class BatchLoader:
         self._advance()
         return self._acknowledged_seq
 
-    def _advance(self) -> None:
-        """Move the watermark over batches finished in order, stopping at a failed one (its
-        error is raised by the next wait or acknowledgement)."""
+    def _advance(self, settle_all: bool = False) -> None:
+        """Move the watermark over batches finished (and settled) in order, stopping at a
+        failed one (its error is raised by the next wait or acknowledgement)."""
         unacknowledged = self._unacknowledged
         while unacknowledged:
-            seq, future = unacknowledged[0]
+            batch, future = unacknowledged[0]
             if not future.done() or future.cancelled() or future.exception() is not None:
                 return
+            if not (settle_all or self._settled(batch)):
+                return
             unacknowledged.popleft()
-            self._acknowledged_seq = seq
+            self._acknowledged_seq = batch.seq
 
     @property
     def in_flight(self) -> int:
         return self._running
 
     def finish(self) -> None:
-        """Drain and wait for every batch (end of input)."""
+        """Drain and wait for every batch (end of input): with no fatal error, every batch is
+        settled, so every state can go out."""
         self.drain()
         self._wait_until(lambda: self._running == 0)
         self.acknowledged()
+        self._advance(settle_all=True)
         self._executor.shutdown(wait=True)
 
     def abort(self) -> None:

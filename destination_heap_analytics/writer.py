@@ -33,6 +33,7 @@ from destination_heap_analytics.config import ApiType, HeapConfig
 from destination_heap_analytics.delivery import BatchDelivery, DeliveryStats
 from destination_heap_analytics.loader import BatchLoader
 from destination_heap_analytics.pacer import Pacer
+from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import RetryPolicy
 from destination_heap_analytics.stats import InputStats, SyncStats
 from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer, stream_key
@@ -107,6 +108,7 @@ class HeapWriter:
             RetryPolicy(config.max_retry_seconds),
             delivery_stats,
             sleep=self._sleep,
+            guard=RejectionGuard(),
         )
         self._loader = BatchLoader(
             delivery.deliver,
@@ -115,6 +117,7 @@ class HeapWriter:
             self._cancelled,
             ordering_key=ordering_key(config),
             while_waiting=self._report_while_blocked,
+            settled=delivery.settled,
         )
         self.stats = SyncStats(input_stats, delivery_stats, self._transformer.stats)
         self._streams = CatalogStreams(catalog)

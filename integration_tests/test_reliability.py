@@ -57,6 +57,44 @@ def test_one_bad_item_among_999_good_ones_is_isolated(sandbox, tmp_path):
     assert len(run.states) == 1
 
 
+@pytest.mark.parametrize("batch_size, states", [(1000, [50]), (10, [30, 60]), (1, [3])])
+def test_a_sync_heap_refuses_entirely_fails_after_a_bounded_number_of_requests(
+    sandbox, tmp_path, batch_size, states
+):
+    """Every request answered 400: not 'Total loaded: 0' and success after ~2 requests per row."""
+    sandbox.set_faults(fixed_status=400)
+    rows = [record_line(record_of(n)) for n in range(1, 101)]
+    for at in sorted(states, reverse=True):
+        rows.insert(at, state_line(at))
+    run = run_write(
+        tmp_path,
+        config(sandbox.url, batch_size=batch_size, max_concurrent_requests=1),
+        lines(*rows),
+    )
+    assert run.returncode == 1
+    error = error_of(run)
+    assert error["failure_type"] == "config_error"
+    assert error["message"].startswith("Heap refused 10 of the last 10 records it judged")
+    assert run.states == []
+    assert len(sandbox.requests_log()) <= 40
+    assert any(log.endswith("Total loaded: 0.") for log in run.logs)
+
+
+def test_a_sync_heap_refuses_mostly_fails_but_keeps_states_of_what_was_delivered(sandbox, tmp_path):
+    """The first 100 records load; from then on Heap refuses every record."""
+    sandbox.set_faults(reject_marker="refuse-me")
+    rows = [record_line(record_of(n)) for n in range(1, 101)] + [state_line(100)]
+    rows += [record_line({**record_of(n), "plan": "refuse-me"}) for n in range(101, 1001)]
+    rows.append(state_line(1000))
+    run = run_write(
+        tmp_path, config(sandbox.url, batch_size=100, max_concurrent_requests=1), lines(*rows)
+    )
+    assert run.returncode == 1
+    assert error_of(run)["message"].startswith("Heap refused")
+    assert [s["stream"]["stream_state"]["v"] for s in run.states] == [100]
+    assert sorted(item_ns(sandbox.accepted("track"))) == list(range(1, 101))
+
+
 def record_of(n: int) -> dict:
     return {"user": f"user-{n}", "event": "Signed Up", "at": 1666325394 + n, "n": n}
 

@@ -15,6 +15,12 @@ from destination_heap_analytics.config import Pacing, RateLimit
 from destination_heap_analytics.delivery import Batch, BatchDelivery, DeliveryStats, Rejection
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.privacy import REDACTED
+from destination_heap_analytics.rejection_guard import (
+    MIN_REFUSED,
+    RECENT_RECORDS,
+    HeapRefusesMost,
+    RejectionGuard,
+)
 from destination_heap_analytics.retry import Cancelled, RetriesExhausted, RetryPolicy
 
 
@@ -58,6 +64,7 @@ def make_delivery(
     sleep: Callable[[float], bool] | None = None,
     pacer: Pacer | None = None,
     max_retry_seconds: float = 60,
+    guard: RejectionGuard | None = None,
 ) -> tuple[BatchDelivery, DeliveryStats]:
     sleep = sleep if sleep is not None else FakeSleep()
     stats = DeliveryStats()
@@ -67,6 +74,7 @@ def make_delivery(
         RetryPolicy(max_retry_seconds),
         stats,
         sleep=sleep,
+        guard=guard,
     )
     return delivery, stats
 
@@ -304,3 +312,56 @@ def test_cancelled_when_the_retry_sleep_says_cancelled():
 
     assert len(client.posts) == 1
     assert stats.delivered == 0
+
+
+# --- Heap refusing most records ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [100, 1000])
+def test_a_batch_heap_refuses_entirely_stops_the_sync_after_a_bounded_number_of_requests(size):
+    batch = make_batch(size, bad={i: f"bad-{i}" for i in range(size)})
+    client = FakeClient(bad={item["identity"] for item in batch.items})
+    delivery, stats = make_delivery(client)
+
+    with pytest.raises(HeapRefusesMost) as raised:
+        delivery.deliver(batch)
+
+    assert stats.rejected_total == MIN_REFUSED
+    assert stats.requests <= 2 * MIN_REFUSED + size.bit_length()  # not ~2 per record
+    assert "identity 'bad-" not in str(raised.value)
+
+
+def test_a_guard_tripped_by_another_batch_stops_this_one_before_it_sends():
+    guard = RejectionGuard()
+    for _ in range(MIN_REFUSED):
+        guard.refused("HTTP 400")
+    client = FakeClient()
+    delivery, stats = make_delivery(client, guard=guard)
+
+    with pytest.raises(HeapRefusesMost):
+        delivery.deliver(make_batch(5))
+
+    assert client.posts == []
+
+
+def test_a_run_of_bad_rows_below_the_rule_is_isolated_as_before():
+    bad = {i: f"bad-{i}" for i in (0, 1, 2, 3, 500, 999)}
+    client = FakeClient(bad=set(bad.values()))
+    delivery, stats = make_delivery(client)
+
+    delivery.deliver(make_batch(1000, bad=bad))
+
+    assert (stats.delivered, stats.rejected_total) == (994, 6)
+
+
+def test_states_after_a_refused_record_wait_until_the_refusal_is_settled():
+    client = FakeClient(bad={"bad-0"})
+    delivery, _ = make_delivery(client)
+    refused, clean = make_batch(10, bad={0: "bad-0"}), make_batch(RECENT_RECORDS - 10)
+
+    delivery.deliver(refused)
+    delivery.deliver(clean)
+    assert delivery.settled(clean) and not delivery.settled(refused)
+
+    delivery.deliver(make_batch(1))  # the refusal has now left the guard's recent records
+    assert delivery.settled(refused)

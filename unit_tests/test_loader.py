@@ -92,6 +92,7 @@ def make_loader() -> Iterator[Callable[..., tuple[BatchLoader, FakeDeliver]]]:
         fail: dict[int, Exception] | None = None,
         ordering_key: Callable[[dict], str] | None = None,
         cancelled: threading.Event | None = None,
+        settled: Callable[[Batch], bool] = lambda batch: True,
     ) -> tuple[BatchLoader, FakeDeliver]:
         fake = FakeDeliver(hold, fail)
         loader = BatchLoader(
@@ -100,6 +101,7 @@ def make_loader() -> Iterator[Callable[..., tuple[BatchLoader, FakeDeliver]]]:
             max_concurrent,
             cancelled if cancelled is not None else threading.Event(),
             ordering_key=ordering_key,
+            settled=settled,
         )
         made.append((loader, fake))
         return loader, fake
@@ -223,6 +225,25 @@ def test_acknowledged_does_not_pass_an_unfinished_older_batch(make_loader):
 
     fake.release(1)
     assert eventually_acknowledged(loader, 3)
+
+
+def test_a_finished_batch_is_not_acknowledged_until_settled_or_the_end(make_loader):
+    unsettled = {2}
+    loader, fake = make_loader(settled=lambda batch: batch.seq not in unsettled)
+    feed(loader, 3)
+    assert all(fake.finished(seq) for seq in (1, 2, 3))
+    assert eventually_acknowledged(loader, 1)
+    assert loader.acknowledged() == 1  # batch 2 holds the watermark, and batch 3 behind it
+
+    unsettled.clear()
+    assert loader.acknowledged() == 3
+
+
+def test_finish_settles_every_batch(make_loader):
+    loader, fake = make_loader(settled=lambda batch: False)
+    feed(loader, 2)
+    loader.finish()
+    assert loader.acknowledged() == 2
 
 
 def eventually_acknowledged(loader: BatchLoader, seq: int, timeout: float = WAIT) -> bool:
