@@ -66,20 +66,25 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "main.py"), *args]
 
 
-def run_cli(*args: str, stdin: str = "", timeout: float = 120) -> CliRun:
+def run_cli(*args: str, stdin: str | bytes = "", timeout: float = 120) -> CliRun:
+    """`stdin` as text, or as raw bytes for input that is not valid UTF-8."""
+    raw = stdin if isinstance(stdin, bytes) else stdin.encode("utf-8", "surrogatepass")
     done = subprocess.run(
-        cli_command(*args),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
+        cli_command(*args), input=raw, capture_output=True, cwd=ROOT, timeout=timeout
     )
-    return CliRun(done.returncode, done.stdout, done.stderr)
+    return CliRun(
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+    )
 
 
 def run_write(
-    tmp_path: Path, config: dict, messages: str, catalog: Path = CATALOG, timeout: float = 120
+    tmp_path: Path,
+    config: dict,
+    messages: str | bytes,
+    catalog: Path = CATALOG,
+    timeout: float = 120,
 ) -> CliRun:
     config_path = write_json(tmp_path, "config.json", config)
     return run_cli(
