@@ -11,11 +11,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
 from destination_heap_analytics.pacer import Pacer
-from destination_heap_analytics.privacy import redact
 from destination_heap_analytics.retry import Cancelled, RetryPolicy, call_with_retries
 
 
@@ -26,6 +25,13 @@ class Batch:
     seq: int
     items: list[dict]
     rows: list[int]
+
+
+MAX_REJECTION_REASONS = 20
+"""Distinct Heap messages counted one by one in the summary; later ones share one entry, so an
+answer that varies with each item (an echo of it) cannot grow the counter or the summary line."""
+
+OTHER_REJECTION_REASONS = f"a message beyond the first {MAX_REJECTION_REASONS} distinct ones"
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,11 @@ class DeliveryStats:
 
     def count_rejection(self, rejection: Rejection) -> None:
         with self._lock:
-            self.rejected[f"HTTP {rejection.status}: {rejection.message}"] += 1
+            reason = f"HTTP {rejection.status}: {rejection.message}"
+            if reason not in self.rejected and len(self.rejected) >= MAX_REJECTION_REASONS:
+                rejection = replace(rejection, message=OTHER_REJECTION_REASONS)
+                reason = f"HTTP {rejection.status}: {rejection.message}"
+            self.rejected[reason] += 1
             self._new_rejections.append(rejection)
 
     def take_new_rejections(self) -> list[Rejection]:
@@ -101,8 +111,7 @@ class BatchDelivery:
             self._send_with_retries(items)
         except HeapRejected as rejected:
             if len(items) == 1:
-                message = redact(rejected.message, items[0])
-                self._stats.count_rejection(Rejection(rows[0], rejected.status, message))
+                self._stats.count_rejection(Rejection(rows[0], rejected.status, rejected.message))
                 return
             middle = len(items) // 2
             self._deliver(items[:middle], rows[:middle])
