@@ -3,22 +3,31 @@
 One `requests.Session` (keep-alive connections, shared by the sending threads), explicit connect
 and read timeouts, no redirects. It turns every answer into a typed outcome and knows nothing of
 batching, retries or records: returning normally means Heap acknowledged the whole body.
+
+No text the server controls leaves this module as it came: Heap's error bodies are reduced by
+`privacy.describe` to words of a fixed vocabulary, the server's HTTP reason phrase is replaced
+by the standard phrase of the status code, and urllib3's warnings that quote the server (a
+malformed header, a certificate) are logged without those quotes.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
+import re
 import socket
 import time
 from collections.abc import Sequence
+from http import HTTPStatus
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from destination_heap_analytics.privacy import describe
+
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
-MAX_MESSAGE_LENGTH = 300
 USER_AGENT = "airbyte-destination-heap-analytics"
 
 REJECTED_STATUSES = frozenset({400, 413, 422})
@@ -38,7 +47,10 @@ class HeapError(Exception):
 
 
 class HeapRejected(HeapError):
-    """Heap answered that the body is invalid (400 and kin); `message` is Heap's explanation."""
+    """Heap answered that the body is invalid (400 and kin).
+
+    `message` is Heap's explanation as `privacy.describe` shows it: vocabulary words only.
+    """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
@@ -85,6 +97,7 @@ class HeapClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers.update({"Content-Type": "application/json", "User-Agent": USER_AGENT})
+        withhold_server_text_in_urllib3_warnings()
 
     def body(self, items: Sequence[dict]) -> bytes:
         """Heap's JSON body: `{"app_id", **item}` (single) or `{"app_id", <bulk_key>: [...]}`."""
@@ -136,7 +149,7 @@ def classify_response(response: requests.Response) -> None:
     if status in CONFIGURATION_STATUSES:
         field = CONFIGURATION_STATUSES[status]
         raise HeapConfigurationError(
-            field, f"Heap answered HTTP {status} ({_reason(response)}) for {response.url}"
+            field, f"Heap answered HTTP {status} ({status_phrase(status)}) for {response.url}"
         )
     if 300 <= status < 400:
         raise HeapConfigurationError(
@@ -147,19 +160,37 @@ def classify_response(response: requests.Response) -> None:
 
 
 def response_message(response: requests.Response) -> str:
-    """Heap's explanation: a JSON `message`/`error` field or the text body, shortened."""
-    text = response.text.strip()
-    if text.startswith("{"):
-        try:
-            payload = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            payload = None
-        if isinstance(payload, dict):
-            found = payload.get("message") or payload.get("error") or payload.get("errors")
-            text = str(found) if found else ("" if payload == {} else text)
+    """Heap's explanation (a JSON `message`/`error`/`errors` field, or the text body), described
+    in vocabulary words only; the standard status phrase when Heap gave none."""
+    text = _explanation(response.text.strip())
     if not text:
-        text = response.reason or "no message"
-    return text[:MAX_MESSAGE_LENGTH]
+        return status_phrase(response.status_code)
+    return describe(text)
+
+
+def _explanation(text: str) -> str:
+    """The explanation field of a JSON body; the body itself otherwise; "" for `{}`."""
+    if not text.startswith("{"):
+        return text
+    try:
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    if not isinstance(payload, dict):
+        return text
+    found = payload.get("message") or payload.get("error") or payload.get("errors")
+    if found:
+        return str(found)
+    return "" if payload == {} else text
+
+
+def status_phrase(status: int) -> str:
+    """The standard reason phrase of `status`. The server's own phrase is never used: a server
+    (or a proxy in between) can put any text there."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "non-standard status"
 
 
 def parse_retry_after(headers: requests.structures.CaseInsensitiveDict) -> float | None:
@@ -181,8 +212,30 @@ def parse_retry_after(headers: requests.structures.CaseInsensitiveDict) -> float
     return max(0.0, moment.timestamp() - time.time())
 
 
-def _reason(response: requests.Response) -> str:
-    return response.reason or "no reason given"
+class WithholdServerText(logging.Filter):
+    """Keeps urllib3's wording of a record and withholds its arguments and traceback.
+
+    urllib3 logs a response header it cannot parse, and a certificate that does not match the
+    host, as WARNING records whose arguments quote the server; the Airbyte logger would print
+    them. Its format strings are urllib3's own text, so they stay.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = re.sub(r"%\w", "<withheld>", str(record.msg))
+        record.args = None
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+URLLIB3_LOGGERS_QUOTING_THE_SERVER = ("urllib3.connection",)
+
+
+def withhold_server_text_in_urllib3_warnings() -> None:
+    """Install `WithholdServerText` once on the urllib3 loggers that quote the server."""
+    for name in URLLIB3_LOGGERS_QUOTING_THE_SERVER:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, WithholdServerText) for f in logger.filters):
+            logger.addFilter(WithholdServerText())
 
 
 def _cause_name(error: BaseException) -> str:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
 from destination_heap_analytics.pacer import Pacer
-from destination_heap_analytics.privacy import redact
 from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import Cancelled, RetryPolicy, call_with_retries
 
@@ -32,6 +31,13 @@ class Batch:
     items: list[dict]
     rows: list[int]
     last_refusal: int | None = None
+
+
+MAX_REJECTION_REASONS = 20
+"""Distinct Heap messages counted one by one in the summary; later ones share one entry, so an
+answer that varies with each item (an echo of it) cannot grow the counter or the summary line."""
+
+OTHER_REJECTION_REASONS = f"a message beyond the first {MAX_REJECTION_REASONS} distinct ones"
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,11 @@ class DeliveryStats:
 
     def count_rejection(self, rejection: Rejection) -> None:
         with self._lock:
-            self.rejected[f"HTTP {rejection.status}: {rejection.message}"] += 1
+            reason = f"HTTP {rejection.status}: {rejection.message}"
+            if reason not in self.rejected and len(self.rejected) >= MAX_REJECTION_REASONS:
+                rejection = replace(rejection, message=OTHER_REJECTION_REASONS)
+                reason = f"HTTP {rejection.status}: {rejection.message}"
+            self.rejected[reason] += 1
             self._new_rejections.append(rejection)
 
     def take_new_rejections(self) -> list[Rejection]:
@@ -132,9 +142,8 @@ class BatchDelivery:
             self._send_with_retries(items)
         except HeapRejected as rejected:
             if len(items) == 1:
-                message = redact(rejected.message, items[0])
-                self._stats.count_rejection(Rejection(rows[0], rejected.status, message))
-                batch.last_refusal = self._guard.refused(f"HTTP {rejected.status}: {message}")
+                self._stats.count_rejection(Rejection(rows[0], rejected.status, rejected.message))
+                batch.last_refusal = self._guard.refused(str(rejected))
                 self._guard.check()
             return False
         self._stats.count_delivered(len(items))

@@ -17,7 +17,8 @@ Run it out of process with::
 Where this sandbox is stricter or more specific than Heap's documentation:
 
 - validation errors are answered as ``{"message": "<location>: <rule>"}`` (Heap documents ``{}``)
-  and never echo the offending value, so logs cannot leak user data;
+  and never echo the offending value, unless the ``echo_refused`` fault asks for an echo of the
+  refused item (to test that the connector never logs what a server quotes back);
 - a bulk body with one invalid item is rejected as a whole (the worst case, as Heap does not
   document partial failures);
 - rate limiting answers 429 with ``Retry-After`` (Heap documents neither);
@@ -31,6 +32,7 @@ import argparse
 import dataclasses
 import email.utils
 import gc
+import json
 import math
 import random
 import re
@@ -54,7 +56,6 @@ try:
 
     _loads = orjson.loads
 except ImportError:  # pragma: no cover - orjson is optional
-    import json
 
     def _dumps(obj: Any) -> bytes:
         """Serialise with the standard library when orjson is missing."""
@@ -85,6 +86,16 @@ _USER_FIELDS = frozenset({"identity", "properties"})
 _ACCOUNT_FIELDS = frozenset({"account_id", "properties"})
 _TIMESTAMP_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}T", re.ASCII)
 _NAME_PREVIEW = 100  # longest field name echoed in a location
+
+ECHO_FORMS = {
+    "json": lambda item: json.dumps(item, ensure_ascii=False),
+    "escaped": lambda item: json.dumps(json.dumps(item)),
+    "repr": repr,
+    "text": lambda item: json.dumps(item, ensure_ascii=False),
+}
+"""How the ``echo_refused`` fault quotes a refused item in its 400 message: its JSON as is; its
+JSON inside a JSON string (``\\"`` and ``\\u00e9`` escapes survive the envelope's parsing); a
+Python repr; or its JSON in a ``text/plain`` body whatever the endpoint."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,8 +359,11 @@ class Faults:
     drop_after_store: bool = False
     fixed_status: int | None = None
     fixed_message: str | None = None
+    fixed_reason: str | None = None
     rate_limit: dict[str, Any] | None = None
     reject_marker: str | None = None
+    echo_refused: str | None = None
+    echo_cut: int | None = None
     seed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -398,14 +412,28 @@ def _normalise_rate_limit(value: Any) -> dict[str, Any] | None:
     return {"events": events, "window_seconds": window, "per_identity": per_identity}
 
 
-def _check_fixed(fixed_status: Any, fixed_message: Any) -> None:
-    """fixed_status must be a real HTTP status code."""
+def _check_fixed(fixed_status: Any, fixed_message: Any, fixed_reason: Any) -> None:
+    """fixed_status must be a real HTTP status code; fixed_reason must fit on the status line."""
     if fixed_status is not None and (
         type(fixed_status) is not int or not 100 <= fixed_status <= 599
     ):
         raise ValueError("fixed_status must be an HTTP status code or None")
     if fixed_message is not None and not isinstance(fixed_message, str):
         raise ValueError("fixed_message must be a string or None")
+    if fixed_reason is not None and not (
+        isinstance(fixed_reason, str)
+        and fixed_reason.isprintable()
+        and fixed_reason.encode("latin-1", "replace").decode("latin-1") == fixed_reason
+    ):
+        raise ValueError("fixed_reason must be printable Latin-1 text or None")
+
+
+def _check_echo(echo_refused: Any, echo_cut: Any) -> None:
+    """echo_refused names one of ECHO_FORMS; echo_cut is a length."""
+    if echo_refused is not None and echo_refused not in ECHO_FORMS:
+        raise ValueError(f"echo_refused must be one of {sorted(ECHO_FORMS)} or None")
+    if echo_cut is not None and (type(echo_cut) is not int or echo_cut < 0):
+        raise ValueError("echo_cut must be a non-negative integer or None")
 
 
 def merge_faults(current: Faults, **changes: Any) -> Faults:
@@ -427,7 +455,8 @@ def merge_faults(current: Faults, **changes: Any) -> Faults:
         not isinstance(merged.reject_marker, str) or not merged.reject_marker
     ):
         raise ValueError("reject_marker must be a non-empty string or None")
-    _check_fixed(merged.fixed_status, merged.fixed_message)
+    _check_fixed(merged.fixed_status, merged.fixed_message, merged.fixed_reason)
+    _check_echo(merged.echo_refused, merged.echo_cut)
     return dataclasses.replace(merged, rate_limit=_normalise_rate_limit(merged.rate_limit))
 
 
@@ -528,6 +557,7 @@ class _Reply:
     headers: tuple[tuple[str, str], ...] = ()
     drop: bool = False
     counter: str | None = None  # extra counter to bump (injected_500, rate_limited_429, ...)
+    reason: str | None = None  # the status line's reason phrase; None for the standard one
 
 
 @dataclasses.dataclass(slots=True)
@@ -598,16 +628,32 @@ def _parse(raw: bytes) -> Any:
         return _UNPARSEABLE
 
 
-def _marked_item(api_type: str, body: dict, items: list[dict], marker: str) -> str | None:
+def _marked_item(
+    api_type: str, body: dict, items: list[dict], marker: str
+) -> tuple[str, dict] | None:
     """The `reject_marker` fault: Heap refusing a valid-looking item for a reason of its own
-    (undocumented rules exist). The message locates the item and never quotes it."""
+    (undocumented rules exist). Returns the item's location and the item."""
     bulk_key = ARRAY_KEYS[api_type] if ARRAY_KEYS[api_type] in body else None
     needle = marker.encode()
     for index, item in enumerate(items):
         if needle in _dumps(item):
-            where = f"{bulk_key}[{index}]" if bulk_key else "body"
-            return f"{where}: refused by the sandbox's reject_marker rule"
+            return (f"{bulk_key}[{index}]" if bulk_key else "body"), item
     return None
+
+
+def _refusal(api_type: str, location: str, item: dict, faults: Faults) -> _Reply:
+    """The 400 for a marked item: it locates the item and, only when `echo_refused` is set,
+    quotes it in that form, cut to `echo_cut` characters."""
+    message = f"{location}: refused by the sandbox's reject_marker rule"
+    if faults.echo_refused is None:
+        return _api_error(api_type, 400, message)
+    echo = ECHO_FORMS[faults.echo_refused](item)
+    if faults.echo_cut is not None:
+        echo = echo[: faults.echo_cut]
+    message = f"{message}: {echo}"
+    if faults.echo_refused == "text":
+        return _Reply(400, message.encode(), "text/plain; charset=utf-8")
+    return _api_error(api_type, 400, message)
 
 
 def _new_counters() -> dict[str, int]:
@@ -679,7 +725,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: _Reply) -> None:
-        self.send_response(reply.status)
+        self.send_response(reply.status, reply.reason)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
         for name, value in reply.headers:
@@ -929,7 +975,8 @@ class HeapSandbox:
         """Faults that answer before any processing."""
         if faults.fixed_status is not None:
             status = faults.fixed_status
-            return _api_error(api_type, status, faults.fixed_message or _reason(status))
+            message = faults.fixed_message or _reason(status)
+            return _api_error(api_type, status, message, reason=faults.fixed_reason)
         if roll.drop and not faults.drop_after_store:
             return _DROP
         if roll.error_500:
@@ -956,7 +1003,7 @@ class HeapSandbox:
         if faults.reject_marker is not None:
             refused = _marked_item(api_type, body, items, faults.reject_marker)
             if refused is not None:
-                return _api_error(api_type, 400, refused)
+                return _refusal(api_type, *refused, faults)
         wait = self._admit_and_store(api_type, app_id, items, faults.rate_limit)
         if wait:
             headers = (("Retry-After", str(max(1, math.ceil(wait)))),)

@@ -2,12 +2,14 @@
 
 The sandbox stands in for Heap in the connector's integration tests and benchmarks, so these
 tests pin its contract from the outside: what it accepts, what it refuses (and that refusals
-never echo user data), and how each injected fault looks to an HTTP client.
+never echo user data unless the echo_refused fault asks for it), and how each injected fault
+looks to an HTTP client.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import signal
 import subprocess
 import sys
@@ -585,6 +587,111 @@ def test_reject_marker_refuses_the_marked_item_without_quoting_it():
         )
         assert ok.status_code == 200
         assert len(server.accepted("add_user_properties")) == 1
+
+
+ECHOED = {"identity": "u2", "event": "e", "properties": {"café-ECHO@x.io": 'say "café" ECHO'}}
+"""A track item marked ECHO, with a non-ASCII key and a value holding quotes."""
+
+
+def post_marked(server: HeapSandbox, path: str = TRACK) -> requests.Response:
+    """A bulk body whose second item carries the reject marker ECHO."""
+    bad = ECHOED if path == TRACK else account(properties=ECHOED["properties"])
+    return post(server, path, {"app_id": "1", ARRAY_KEY[path]: [ITEMS[path](), bad]})
+
+
+@pytest.mark.parametrize(
+    "form, quoted",
+    [
+        (
+            "json",
+            r'{"identity": "u2", "event": "e", "properties": '
+            r'{"café-ECHO@x.io": "say \"café\" ECHO"}}',
+        ),
+        (
+            "escaped",
+            r"{\"identity\": \"u2\", \"event\": \"e\", \"properties\": "
+            r"{\"caf\\u00e9-ECHO@x.io\": \"say \\\"caf\\u00e9\\\" ECHO\"}}",
+        ),
+        (
+            "repr",
+            r"{'identity': 'u2', 'event': 'e', 'properties': "
+            r"""{'café-ECHO@x.io': 'say "café" ECHO'}}""",
+        ),
+    ],
+)
+def test_echo_refused_quotes_the_refused_item_in_the_chosen_form(sandbox, form, quoted):
+    sandbox.set_faults(reject_marker="ECHO", echo_refused=form)
+
+    response = post_marked(sandbox)
+
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    message = response.json()["message"]
+    assert message.startswith("events[1]: refused by the sandbox's reject_marker rule: ")
+    assert message.split("rule: ", 1)[1].strip('"') == quoted
+
+
+def test_echo_refused_escaped_form_decodes_back_to_the_item(sandbox):
+    sandbox.set_faults(reject_marker="ECHO", echo_refused="escaped")
+
+    message = post_marked(sandbox).json()["message"]
+
+    assert "café" not in message
+    assert json.loads(json.loads(message.split("rule: ", 1)[1])) == ECHOED
+
+
+@pytest.mark.parametrize("path", [TRACK, ACCOUNTS])
+def test_echo_refused_text_form_answers_plain_text_on_any_endpoint(sandbox, path):
+    sandbox.set_faults(reject_marker="ECHO", echo_refused="text")
+
+    response = post_marked(sandbox, path)
+
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    location, echo = response.text.split(": refused by the sandbox's reject_marker rule: ")
+    assert location == f"{ARRAY_KEY[path]}[1]"
+    assert json.loads(echo)["properties"] == ECHOED["properties"]
+
+
+def test_echo_cut_keeps_the_first_characters_of_the_echo(sandbox):
+    sandbox.set_faults(reject_marker="ECHO", echo_refused="json", echo_cut=17)
+
+    message = post_marked(sandbox).json()["message"]
+
+    prefix = "events[1]: refused by the sandbox's reject_marker rule: "
+    assert message == prefix + '{"identity": "u2"'
+
+
+def test_without_echo_refused_the_refusal_quotes_nothing(sandbox):
+    sandbox.set_faults(reject_marker="ECHO", echo_cut=10)
+
+    response = post_marked(sandbox)
+
+    assert response.json() == {"message": "events[1]: refused by the sandbox's reject_marker rule"}
+    assert sandbox.accepted() == []
+
+
+def test_fixed_reason_replaces_the_status_lines_phrase(sandbox):
+    sandbox.set_faults(fixed_status=401, fixed_reason="jane@example.com is unknown")
+
+    response = post(sandbox, TRACK, {"app_id": "1", **event()})
+
+    assert (response.status_code, response.reason) == (401, "jane@example.com is unknown")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"echo_refused": "xml"},
+        {"echo_cut": -1},
+        {"echo_cut": "10"},
+        {"fixed_reason": "two\r\nlines"},
+        {"fixed_reason": "café ✓"},
+    ],
+)
+def test_invalid_echo_and_reason_settings_raise(sandbox, changes):
+    with pytest.raises(ValueError):
+        sandbox.set_faults(**changes)
 
 
 def test_count_only_counts_without_keeping_items():

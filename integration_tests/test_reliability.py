@@ -52,7 +52,8 @@ def test_one_bad_item_among_999_good_ones_is_isolated(sandbox, tmp_path):
     accepted = item_ns(sandbox.accepted("track"))
     assert sorted(accepted) == [n for n in range(1, 1001) if n != 500]
     assert any(log.endswith("Total loaded: 999.") for log in run.logs)
-    assert any(log.startswith("Row 500 rejected by Heap (HTTP 400: events[0]:") for log in run.logs)
+    refusal = "HTTP 400: events refused by the sandbox reject_marker rule"
+    assert f"Row 500 rejected by Heap ({refusal})." in run.logs
     assert len(sandbox.requests_log()) <= 2 * 10 + 1, "binary split, not one request per item"
     assert len(run.states) == 1
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -13,13 +15,13 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from destination_heap_analytics.client import (
-    MAX_MESSAGE_LENGTH,
     HeapClient,
     HeapConfigurationError,
     HeapRejected,
     HeapTransientError,
     parse_retry_after,
 )
+from destination_heap_analytics.privacy import MAX_DESCRIPTION_WORDS, NOTHING_SAFE_TO_SHOW
 
 URL = "https://heap.test/api/track"
 APP_ID = "app-42"
@@ -119,13 +121,15 @@ def test_rejected_message_taken_from_json_error_field(bulk_client, requests_mock
     assert raised.value.message == "identity is required"
 
 
-def test_rejected_empty_json_object_falls_back_to_reason(bulk_client, requests_mock):
-    requests_mock.post(URL, status_code=400, json={}, reason="Bad Request Reason")
+def test_rejected_empty_json_object_gives_the_standard_phrase_not_the_servers(
+    bulk_client, requests_mock
+):
+    requests_mock.post(URL, status_code=400, json={}, reason="alice@example.com is not allowed")
 
     with pytest.raises(HeapRejected) as raised:
         bulk_client.send([{}])
 
-    assert raised.value.message == "Bad Request Reason"
+    assert raised.value.message == "Bad Request"
 
 
 def test_rejected_text_body_used_as_message(bulk_client, requests_mock):
@@ -145,18 +149,44 @@ def test_rejected_text_body_used_as_message(bulk_client, requests_mock):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"json": {"message": "m" * (MAX_MESSAGE_LENGTH * 3)}},
-        {"text": "t" * (MAX_MESSAGE_LENGTH * 3)},
+        {"json": {"message": 'identity "alice@example.com" is invalid'}},
+        {"json": {"errors": ["identity 'alice@example.com' is invalid"]}},
+        {"text": "identity 'alice@example.com' is invalid", "headers": {"Content-Type": "text"}},
+        {"text": '{"identity": "alice@example.com"} is invalid'},
     ],
-    ids=["json", "text"],
-)
-def test_rejected_message_truncated_to_max_length(bulk_client, requests_mock, kwargs):
+    ids=["json message", "json errors", "text", "unparseable json"],
+)  # fmt: skip
+def test_rejected_message_shows_only_vocabulary_words(bulk_client, requests_mock, kwargs):
     requests_mock.post(URL, status_code=400, **kwargs)
 
     with pytest.raises(HeapRejected) as raised:
         bulk_client.send([{}])
 
-    assert len(raised.value.message) == MAX_MESSAGE_LENGTH
+    assert raised.value.message == "identity is invalid"
+    assert "alice" not in str(raised.value) and "example" not in str(raised.value)
+
+
+def test_rejected_message_without_vocabulary_words_says_so(bulk_client, requests_mock):
+    requests_mock.post(URL, status_code=400, json={"message": "alice@example.com"})
+
+    with pytest.raises(HeapRejected) as raised:
+        bulk_client.send([{}])
+
+    assert raised.value.message == NOTHING_SAFE_TO_SHOW
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"json": {"message": "must be a string " * 1000}}, {"text": "null is not allowed " * 1000}],
+    ids=["json", "text"],
+)
+def test_rejected_message_is_bounded(bulk_client, requests_mock, kwargs):
+    requests_mock.post(URL, status_code=400, **kwargs)
+
+    with pytest.raises(HeapRejected) as raised:
+        bulk_client.send([{}])
+
+    assert len(raised.value.message.split(" ")) == MAX_DESCRIPTION_WORDS + 1
 
 
 # --- transient failures -----------------------------------------------------------------------
@@ -236,6 +266,33 @@ def test_configuration_statuses_name_the_field_to_fix(bulk_client, requests_mock
     assert str(status) in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("status", "phrase"), [(401, "Unauthorized"), (403, "Forbidden"), (404, "Not Found")]
+)
+def test_configuration_errors_use_the_standard_phrase_not_the_servers(
+    bulk_client, requests_mock, status, phrase
+):
+    hostile = "jane.doe@example.com Baker Street"
+    requests_mock.post(URL, status_code=status, reason=hostile)
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        bulk_client.send([{}])
+
+    assert str(raised.value) == f"Heap answered HTTP {status} ({phrase}) for {URL}"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_transient_errors_do_not_carry_the_servers_phrase_or_body(
+    bulk_client, requests_mock, status
+):
+    requests_mock.post(URL, status_code=status, reason="jane.doe", text="jane.doe is throttled")
+
+    with pytest.raises(HeapTransientError) as raised:
+        bulk_client.send([{}])
+
+    assert str(raised.value) == f"HTTP {status} from Heap"
+
+
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_redirect_is_a_base_url_error_and_not_followed(bulk_client, requests_mock, status):
     target = "https://elsewhere.test/api/track"
@@ -269,6 +326,45 @@ def test_dns_failure_in_connection_error_chain_is_a_base_url_error(bulk_client, 
 
     assert raised.value.field == "base_url"
     assert "DNS" in str(raised.value)
+
+
+# --- urllib3's warnings -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def malformed_header_server() -> Iterator[str]:
+    """Answers one request with a 400 whose headers quote a secret and cannot be parsed; a raw
+    socket, since neither requests-mock nor the sandbox can send a malformed header."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = (
+        b"HTTP/1.1 400 Bad\r\nContent-Type: application/json\r\n"
+        b"Echo jane@example.com Baker Street\r\nContent-Length: 2\r\n\r\n{}"
+    )
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/api/track"
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_urllib3_warning_on_a_malformed_header_does_not_quote_it(malformed_header_server, caplog):
+    client = HeapClient(malformed_header_server, APP_ID, bulk_key="events")
+    caplog.set_level(logging.WARNING)
+
+    with pytest.raises(HeapRejected):
+        client.send([{}])
+    client.close()
+
+    (warning,) = [r for r in caplog.records if r.name == "urllib3.connection"]
+    assert warning.getMessage() == "Failed to parse headers (url=<withheld>): <withheld>"
+    assert "jane" not in caplog.text and "Baker" not in caplog.text
 
 
 # --- parse_retry_after ------------------------------------------------------------------------

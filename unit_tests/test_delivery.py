@@ -12,9 +12,15 @@ from destination_heap_analytics.client import (
     HeapTransientError,
 )
 from destination_heap_analytics.config import Pacing, RateLimit
-from destination_heap_analytics.delivery import Batch, BatchDelivery, DeliveryStats, Rejection
+from destination_heap_analytics.delivery import (
+    MAX_REJECTION_REASONS,
+    OTHER_REJECTION_REASONS,
+    Batch,
+    BatchDelivery,
+    DeliveryStats,
+    Rejection,
+)
 from destination_heap_analytics.pacer import Pacer
-from destination_heap_analytics.privacy import REDACTED
 from destination_heap_analytics.rejection_guard import (
     MIN_REFUSED,
     RECENT_RECORDS,
@@ -25,7 +31,8 @@ from destination_heap_analytics.retry import Cancelled, RetriesExhausted, RetryP
 
 
 class FakeClient:
-    """Refuses (400) any body holding a bad item, quoting that item's identity like Heap might.
+    """Refuses (400) any body holding a bad item, with a message as the real client gives it
+    (already reduced to vocabulary words, so it names the field and never the value).
 
     `errors` are raised by the first posts, in turn, before any body is looked at.
     """
@@ -45,7 +52,7 @@ class FakeClient:
             raise self.errors.pop(0)
         refused = [item for item in body if item["identity"] in self.bad]
         if refused:
-            raise HeapRejected(400, f"identity '{refused[0]['identity']}' is not allowed")
+            raise HeapRejected(400, "identity is not allowed")
         self.accepted.extend(body)
 
 
@@ -181,19 +188,34 @@ def test_take_new_rejections_returns_each_rejection_once():
     assert stats.rejected_total == 2
 
 
-def test_heap_message_is_redacted_of_the_items_values():
-    secret = "jane.doe@example.com"
-    client = FakeClient(bad={secret})
+def test_the_rejected_items_message_is_counted_as_the_client_described_it():
+    client = FakeClient(bad={"bad-1"})
     delivery, stats = make_delivery(client)
 
-    delivery.deliver(make_batch(8, bad={5: secret}))
+    delivery.deliver(make_batch(8, bad={5: "bad-1"}))
 
     (rejection,) = stats.take_new_rejections()
-    assert rejection == Rejection(
-        row=106, status=400, message=f"identity '{REDACTED}' is not allowed"
-    )
-    assert all(secret not in reason for reason in stats.rejected)
-    assert stats.rejected == {f"HTTP 400: identity '{REDACTED}' is not allowed": 1}
+    assert rejection == Rejection(row=106, status=400, message="identity is not allowed")
+    assert stats.rejected == {"HTTP 400: identity is not allowed": 1}
+
+
+def test_distinct_rejection_messages_are_bounded_in_variety():
+    stats = DeliveryStats()
+    messages = [f"message {n}" for n in range(MAX_REJECTION_REASONS + 5)]
+
+    for row, message in enumerate(messages * 2, start=1):
+        stats.count_rejection(Rejection(row, 400, message))
+
+    other = f"HTTP 400: {OTHER_REJECTION_REASONS}"
+    assert len(stats.rejected) == MAX_REJECTION_REASONS + 1
+    assert stats.rejected[other] == 2 * 5
+    assert all(stats.rejected[f"HTTP 400: {m}"] == 2 for m in messages[:MAX_REJECTION_REASONS])
+    taken = stats.take_new_rejections()
+    assert [r.row for r in taken] == list(range(1, 2 * len(messages) + 1))
+    assert {r.message for r in taken} == set(messages[:MAX_REJECTION_REASONS]) | {
+        OTHER_REJECTION_REASONS
+    }
+    assert stats.rejected_total == 2 * len(messages)
 
 
 # --- transient errors -------------------------------------------------------------------------
