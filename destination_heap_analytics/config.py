@@ -23,6 +23,10 @@ DEFAULT_MAX_CONCURRENT_REQUESTS = 4
 DEFAULT_MAX_RETRY_SECONDS = 600
 
 
+StreamId = tuple[str | None, str]
+"""A stream as Airbyte names it: (namespace or None, name)."""
+
+
 class ConfigError(ValueError):
     """A config value the user must fix; the message names the field and never echoes secrets."""
 
@@ -127,6 +131,13 @@ class HeapConfig:
     @property
     def api_type(self) -> ApiType:
         return self.mapping.api_type
+
+    def mapping_for(self, stream: StreamId) -> ColumnMapping | None:
+        """The mapping of a stream of the catalog; None when it has none."""
+        return self.mapping
+
+    def pacing_for(self, api_type: ApiType) -> Pacing:
+        return self.pacing
 
     @property
     def endpoint_url(self) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import Cancelled, RetryPolicy, call_with_retries
+from destination_heap_analytics.sync_clock import Clock
 
 
 @dataclass
@@ -99,15 +99,16 @@ class BatchDelivery:
         pacer: Pacer,
         policy: RetryPolicy,
         stats: DeliveryStats,
-        sleep: Callable[[float], bool],
+        clock: Clock,
         guard: RejectionGuard | None = None,
     ) -> None:
-        """`sleep(seconds)` returns False once the sync is cancelled."""
+        """`clock` times retries and wakes them when the sync is cancelled; the guard is the
+        route's, shared by its batches."""
         self._client = client
         self._pacer = pacer
         self._policy = policy
         self._stats = stats
-        self._sleep = sleep
+        self._clock = clock
         self._guard = guard or RejectionGuard()
 
     def deliver(self, batch: Batch) -> None:
@@ -159,7 +160,13 @@ class BatchDelivery:
             self._stats.count_request()
             self._client.post(body)
 
-        call_with_retries(attempt, self._policy, sleep=self._sleep, on_retry=self._on_retry)
+        call_with_retries(
+            attempt,
+            self._policy,
+            sleep=self._clock.sleep,
+            on_retry=self._on_retry,
+            clock=self._clock.now,
+        )
 
     def _on_retry(self, error: HeapTransientError, delay: float) -> None:
         self._stats.count_retry(str(error))

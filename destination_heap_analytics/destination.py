@@ -59,7 +59,9 @@ class DestinationHeapAnalytics(Destination):
         configured_catalog: ConfiguredAirbyteCatalog,
         input_messages: Iterable[AirbyteMessage],
     ) -> Iterable[AirbyteMessage]:
-        writer = HeapWriter(parse_config_or_fail(config), configured_catalog, self._input_stats)
+        writer = HeapWriter.start(
+            parse_config_or_fail(config), configured_catalog, self._input_stats
+        )
         finished = False
         try:
             for message in input_messages:

@@ -1,14 +1,15 @@
-"""Counts for one sync and the lines that report them (progress and final summary).
+"""Counts for one sync: per input, per stream (route) and in total.
 
-Only counts, reasons, row numbers and column names appear here, never record contents.
+Only counts, reasons, row numbers and stream or column names are kept here, never record
+contents. The lines that report them are written by `sync_log`.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from destination_heap_analytics.config import ApiType, StreamId
 from destination_heap_analytics.delivery import DeliveryStats
 from destination_heap_analytics.transformer import TransformStats
 
@@ -30,60 +31,66 @@ class InputStats:
 
 
 @dataclass
-class SyncStats:
-    input: InputStats
-    delivery: DeliveryStats
-    transform: TransformStats
-    messages: int = 0
+class RouteStats:
+    """One stream's records: read, invalid by reason; its deliveries and transform changes."""
+
+    stream: StreamId
+    api_type: ApiType
+    delivery: DeliveryStats = field(default_factory=DeliveryStats)
+    transform: TransformStats = field(default_factory=TransformStats)
     records: int = 0
     invalid: Counter = field(default_factory=Counter)
-    ignored_streams: Counter = field(default_factory=Counter)
-    states_emitted: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def totals_line(self) -> str:
-        """0.1.0's exact final line (its Total Messages counts every input message)."""
-        return (
-            f"Total Messages: {self.messages}. Total Records: {self.records}. "
-            f"Total loaded: {self.delivery.delivered}."
-        )
-
-    def summary_line(self, paced_seconds: float) -> str:
-        delivery = self.delivery
-        parts = [
-            f"invalid records skipped: {_with_reasons(self.invalid)}",
-            f"rejected by Heap: {_with_reasons(delivery.rejected)}",
-            f"ignored (stream not in catalog): {_with_reasons(self.ignored_streams)}",
-            f"unparseable input lines skipped: {_with_reasons(self.input.skipped_lines)}",
-            f"lone surrogates replaced by U+FFFD: {self.input.repaired_lines} lines",
-            f"values truncated to 1023 characters: {self.transform.truncated_values}",
-            f"properties dropped: {_with_reasons(Counter(self.transform.dropped_properties))}",
-            f"requests: {delivery.requests}",
-            f"retries: {_with_reasons(delivery.retry_reasons)}",
-            f"states emitted: {self.states_emitted}",
-            f"waited for rate limits: {paced_seconds:.1f} s",
-            f"elapsed: {self.elapsed:.2f} s",
-        ]
-        return "Sync summary: " + "; ".join(parts) + "."
-
-    def progress_line(self, in_flight: int) -> str:
-        delivered = self.delivery.delivered
-        rate = delivered / self.elapsed if self.elapsed > 0 else 0.0
-        return (
-            f"Progress: {self.records} records read, {delivered} loaded ({rate:.0f} records/s), "
-            f"{sum(self.invalid.values())} invalid, {self.delivery.rejected_total} rejected, "
-            f"{self.delivery.retries} retries, {self.delivery.requests} requests, "
-            f"{in_flight} batches in flight."
-        )
+    def name(self) -> str:
+        namespace, name = self.stream
+        return f"{namespace}.{name}" if namespace else name
 
 
-def _with_reasons(counts: Counter) -> str:
-    total = sum(counts.values())
-    if not total:
-        return "0"
-    reasons = ", ".join(f"{reason}: {n}" for reason, n in counts.most_common())
-    return f"{total} ({reasons})"
+@dataclass
+class SyncStats:
+    input: InputStats
+    started: float
+    messages: int = 0
+    records: int = 0
+    ignored_streams: Counter = field(default_factory=Counter)
+    """Records of streams the configured catalog does not name, by stream name."""
+    unmapped_streams: Counter = field(default_factory=Counter)
+    """Records of catalog streams with no mapping (no `streams` entry, no top-level `api`)."""
+    states_emitted: int = 0
+    routes: list[RouteStats] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> int:
+        return sum(route.delivery.delivered for route in self.routes)
+
+    @property
+    def rejected(self) -> Counter:
+        return _sum(route.delivery.rejected for route in self.routes)
+
+    @property
+    def invalid(self) -> Counter:
+        return _sum(route.invalid for route in self.routes)
+
+    @property
+    def requests(self) -> int:
+        return sum(route.delivery.requests for route in self.routes)
+
+    @property
+    def retry_reasons(self) -> Counter:
+        return _sum(route.delivery.retry_reasons for route in self.routes)
+
+    @property
+    def truncated_values(self) -> int:
+        return sum(route.transform.truncated_values for route in self.routes)
+
+    @property
+    def dropped_properties(self) -> Counter:
+        return _sum(Counter(route.transform.dropped_properties) for route in self.routes)
+
+
+def _sum(counters) -> Counter:
+    total: Counter = Counter()
+    for counter in counters:
+        total.update(counter)
+    return total

@@ -399,11 +399,17 @@ class RecordTransformer:
     module (the methods below) for everything but the common cases.
     """
 
-    def __init__(self, mapping: ColumnMapping, now: Callable[[], str] | None = None) -> None:
-        """`now` gives the timestamp of items without one (injectable for tests)."""
+    def __init__(
+        self,
+        mapping: ColumnMapping,
+        now: Callable[[], str] | None = None,
+        stats: TransformStats | None = None,
+    ) -> None:
+        """`now` gives the timestamp of items without one (injectable for tests); `stats` is
+        where the changes to values are counted (the route's)."""
         self.mapping = mapping
         self._now = now or now_iso8601
-        self.stats = TransformStats()
+        self.stats = stats if stats is not None else TransformStats()
         rules = Rules(
             required_text=required_text,
             read_timestamp=self.read_timestamp,

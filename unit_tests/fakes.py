@@ -26,3 +26,26 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
         return self.keep_going
+
+
+class FakeClock:
+    """The sync's Clock (`sync_clock.Clock`) on fake time: `time` moves only when a test (or a
+    sleep) moves it; `cancel()` makes every later sleep return False at once."""
+
+    def __init__(self, start: float = 5000.0) -> None:
+        self.time = start
+        self.sleeps: list[float] = []
+        self.cancelled = False
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> bool:
+        if self.cancelled:
+            return False
+        self.sleeps.append(seconds)
+        self.time += seconds
+        return True
+
+    def cancel(self) -> None:
+        self.cancelled = True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from destination_heap_analytics.client import (
@@ -57,18 +55,31 @@ class FakeClient:
 
 
 class FakeSleep:
+    """A sleep that records its calls and returns `keep_going`; also the delivery's clock."""
+
     def __init__(self, keep_going: bool = True) -> None:
         self.calls: list[float] = []
         self.keep_going = keep_going
+        self.time = 0.0
 
     def __call__(self, seconds: float) -> bool:
         self.calls.append(seconds)
+        self.time += seconds
         return self.keep_going
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> bool:
+        return self(seconds)
+
+    def cancel(self) -> None:
+        self.keep_going = False
 
 
 def make_delivery(
     client: FakeClient,
-    sleep: Callable[[float], bool] | None = None,
+    sleep: FakeSleep | None = None,
     pacer: Pacer | None = None,
     max_retry_seconds: float = 60,
     guard: RejectionGuard | None = None,
@@ -80,7 +91,7 @@ def make_delivery(
         pacer if pacer is not None else Pacer(Pacing(None, None), sleep=sleep),
         RetryPolicy(max_retry_seconds),
         stats,
-        sleep=sleep,
+        sleep,
         guard=guard,
     )
     return delivery, stats

@@ -15,6 +15,8 @@ import pytest
 
 from destination_heap_analytics.delivery import Batch
 from destination_heap_analytics.loader import BatchLoader
+from destination_heap_analytics.senders import SenderPool
+from destination_heap_analytics.sync_clock import SyncClock
 
 WAIT = 2.0
 """Upper bound for an event the test expects to happen (it normally happens at once)."""
@@ -81,9 +83,37 @@ class FakeDeliver:
             gate.set()
 
 
+class Loading:
+    """One route's loader on its own pool, driven the way the writer drives them."""
+
+    def __init__(self, loader: BatchLoader, pool: SenderPool, clock: SyncClock) -> None:
+        self.loader, self.pool, self.clock = loader, pool, clock
+
+    def process_record(self, item: dict, row: int) -> None:
+        self.loader.process_record(item, row)
+
+    def drain(self) -> int:
+        return self.loader.drain()
+
+    def acknowledged(self) -> int:
+        return self.loader.acknowledged()
+
+    def finish(self) -> None:
+        self.loader.drain()
+        self.pool.finish()
+        self.loader.settle_all()
+
+    def abort(self) -> None:
+        self.pool.abort()
+
+    @property
+    def in_flight(self) -> int:
+        return self.pool.in_flight
+
+
 @pytest.fixture
-def make_loader() -> Iterator[Callable[..., tuple[BatchLoader, FakeDeliver]]]:
-    made: list[tuple[BatchLoader, FakeDeliver]] = []
+def make_loader() -> Iterator[Callable[..., tuple[Loading, FakeDeliver]]]:
+    made: list[tuple[Loading, FakeDeliver]] = []
 
     def make(
         batch_size: int = 1,
@@ -91,25 +121,20 @@ def make_loader() -> Iterator[Callable[..., tuple[BatchLoader, FakeDeliver]]]:
         hold: set[int] = frozenset(),
         fail: dict[int, Exception] | None = None,
         ordering_key: Callable[[dict], str] | None = None,
-        cancelled: threading.Event | None = None,
+        clock: SyncClock | None = None,
         settled: Callable[[Batch], bool] = lambda batch: True,
-    ) -> tuple[BatchLoader, FakeDeliver]:
+    ) -> tuple[Loading, FakeDeliver]:
         fake = FakeDeliver(hold, fail)
-        loader = BatchLoader(
-            fake,
-            batch_size,
-            max_concurrent,
-            cancelled if cancelled is not None else threading.Event(),
-            ordering_key=ordering_key,
-            settled=settled,
-        )
-        made.append((loader, fake))
-        return loader, fake
+        clock = clock or SyncClock()
+        pool = SenderPool(max_concurrent, clock)
+        loader = BatchLoader(fake, batch_size, pool, ordering_key=ordering_key, settled=settled)
+        made.append((Loading(loader, pool, clock), fake))
+        return made[-1]
 
     yield make
-    for loader, fake in made:
+    for loading, fake in made:
         fake.release_all()
-        loader.abort()
+        loading.abort()
 
 
 class Background:
@@ -132,7 +157,7 @@ class Background:
         return not self._thread.is_alive()
 
 
-def feed(loader: BatchLoader, count: int, first_row: int = 1) -> None:
+def feed(loader: Loading, count: int, first_row: int = 1) -> None:
     for row in range(first_row, first_row + count):
         loader.process_record({"n": row}, row)
 
@@ -246,7 +271,7 @@ def test_finish_settles_every_batch(make_loader):
     assert loader.acknowledged() == 2
 
 
-def eventually_acknowledged(loader: BatchLoader, seq: int, timeout: float = WAIT) -> bool:
+def eventually_acknowledged(loader: Loading, seq: int, timeout: float = WAIT) -> bool:
     deadline = time.monotonic() + timeout
     while loader.acknowledged() < seq:
         if time.monotonic() >= deadline:
@@ -434,47 +459,64 @@ def test_finish_waits_for_every_batch(make_loader):
     assert loader.in_flight == 0
 
 
-def test_abort_sets_the_cancelled_event(make_loader):
-    cancelled = threading.Event()
-    loader, _ = make_loader(cancelled=cancelled)
+def test_abort_cancels_the_clock(make_loader):
+    clock = SyncClock()
+    loader, _ = make_loader(clock=clock)
 
     loader.abort()
 
-    assert cancelled.is_set()
+    assert clock.cancelled
 
 
-def test_abort_wakes_a_delivery_waiting_on_the_cancelled_event(make_loader):
-    cancelled = threading.Event()
+def test_abort_wakes_a_delivery_sleeping_on_the_clock(make_loader):
+    clock = SyncClock()
     woke = threading.Event()
+    pool = SenderPool(1, clock)
 
     def deliver(batch: Batch) -> None:
-        if cancelled.wait(WAIT):
+        if not clock.sleep(WAIT):
             woke.set()
 
-    loader = BatchLoader(deliver, 1, 1, cancelled)
-    loader.process_record({"n": 1}, 1)
+    BatchLoader(deliver, 1, pool).process_record({"n": 1}, 1)
 
-    loader.abort()
+    pool.abort()
 
     assert woke.wait(WAIT)
 
 
 def test_a_caller_blocked_on_busy_senders_gets_periodic_callbacks(monkeypatch):
-    monkeypatch.setattr("destination_heap_analytics.loader.WAIT_REPORT_SECONDS", 0.01)
+    monkeypatch.setattr("destination_heap_analytics.senders.WAIT_REPORT_SECONDS", 0.01)
     fake = FakeDeliver(hold={1})
     calls: list[float] = []
-    loader = BatchLoader(
-        fake, 1, 1, threading.Event(), while_waiting=lambda: calls.append(time.monotonic())
-    )
+    pool = SenderPool(1, SyncClock(), while_waiting=lambda: calls.append(time.monotonic()))
+    loader = BatchLoader(fake, 1, pool)
     loader.process_record({"n": 1}, 1)
     assert fake.started(1)
-    releaser = threading.Timer(0.1, fake.release, args=(1,))
-    releaser.start()
-    loader.process_record({"n": 2}, 2)  # blocks until batch 1 is released
-    releaser.join()
-    loader.finish()
-    assert len(calls) >= 3
-    assert sorted(n for batch in fake.batches.values() for n in (i["n"] for i in batch.items)) == [
-        1,
-        2,
-    ]
+    feeder = Background(lambda: loader.process_record({"n": 2}, 2))  # blocks on batch 1
+    deadline = time.monotonic() + WAIT
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(calls) >= 3 and not feeder.done(timeout=0)
+    fake.release(1)
+    assert feeder.done(WAIT) and feeder.error is None
+    pool.finish()
+    assert sorted(i["n"] for batch in fake.batches.values() for i in batch.items) == [1, 2]
+
+
+def test_loaders_of_several_routes_share_the_pools_concurrency_cap():
+    first, second = FakeDeliver(hold={1, 2}), FakeDeliver(hold={1, 2})
+    pool = SenderPool(3, SyncClock())
+    loaders = [BatchLoader(first, 1, pool), BatchLoader(second, 1, pool)]
+    loaders[0].process_record({"n": 1}, 1)
+    loaders[0].process_record({"n": 2}, 2)
+    loaders[1].process_record({"n": 3}, 3)
+    assert first.started(1) and first.started(2) and second.started(1)
+
+    feeder = Background(lambda: loaders[1].process_record({"n": 4}, 4))
+
+    assert not feeder.done(timeout=SHORT)
+    assert pool.in_flight == 3
+    first.release(1)
+    assert feeder.done(WAIT) and second.started(2)
+    first.release_all(), second.release_all()
+    pool.finish()

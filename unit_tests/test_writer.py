@@ -1,10 +1,12 @@
-"""HeapWriter: catalog matching, per-state record counts, batch size, ordering keys, and (over
-the local sandbox) states held until acknowledged, LOG lines and the progress line."""
+"""HeapWriter over fake HTTP clients: states held until acknowledged (per stream and global, in
+input order), per-stream batches, invalid and ignored records, rejections, summary and progress.
+The client fake blocks chosen identities until the test releases them, so every interleaving is
+set up with events, not timing."""
 
 from __future__ import annotations
 
-import time
-from types import SimpleNamespace
+import threading
+from collections.abc import Iterator
 
 import pytest
 from airbyte_cdk.models import (
@@ -17,16 +19,15 @@ from airbyte_cdk.models import (
     Type,
 )
 
-from destination_heap_analytics import writer as writer_module
-from destination_heap_analytics.config import HeapConfig, parse_config
+from destination_heap_analytics.client import HeapRejected
+from destination_heap_analytics.config import parse_config
 from destination_heap_analytics.stats import InputStats
-from destination_heap_analytics.writer import (
-    CatalogStreams,
-    HeapWriter,
-    StateCounter,
-    effective_batch_size,
-    ordering_key,
-)
+from destination_heap_analytics.sync_log import PROGRESS_INTERVAL_SECONDS
+from destination_heap_analytics.writer import PROGRESS_CHECK_EVERY, HeapWriter
+from unit_tests.fakes import FakeClock
+
+WAIT = 5.0
+"""Upper bound for something the test expects to happen (it normally happens at once)."""
 
 TRACK_API = {
     "api_type": "track",
@@ -34,46 +35,84 @@ TRACK_API = {
     "event_column": "event",
     "property_columns": "*",
 }
-USER_API = {"api_type": "add_user_properties", "identity_column": "user"}
-ACCOUNT_API = {"api_type": "add_account_properties", "account_id_column": "account"}
 
 
-def make_config(
-    api: dict | None = None, base_url: str = "https://heap.test", **extra
-) -> HeapConfig:
-    raw = {"app_id": "11", "base_url": base_url, "api": api or TRACK_API}
-    return parse_config({**raw, **extra})
+class FakeHeap:
+    """A client factory whose clients record what Heap would accept. A post holding an identity
+    in `held` waits until `release(identity)`; one holding an identity in `refused` gets a 400."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, list[dict]]] = []
+        self.refused: set[str] = set()
+        self._gates: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, *identities: str) -> None:
+        for identity in identities:
+            self._gates[identity] = threading.Event()
+
+    def release(self, identity: str) -> None:
+        self._gates[identity].set()
+
+    def release_all(self) -> None:
+        for gate in self._gates.values():
+            gate.set()
+
+    def accepted(self) -> list[str]:
+        with self._lock:
+            return [item["identity"] for _, items in self.posts for item in items]
+
+    def __call__(self, endpoint_url: str, app_id: str, bulk_key: str | None, **_) -> FakeClient:
+        return FakeClient(self, endpoint_url.rsplit("/", 1)[1])
 
 
-def make_catalog(*streams: tuple[str | None, str]) -> ConfiguredAirbyteCatalog:
-    def stream(namespace: str | None, name: str) -> dict:
+class FakeClient:
+    def __init__(self, heap: FakeHeap, api: str) -> None:
+        self._heap = heap
+        self._api = api
+
+    def body(self, items: list[dict]) -> list[dict]:
+        return list(items)
+
+    def post(self, body: list[dict]) -> None:
+        identities = {item["identity"] for item in body}
+        for identity in identities:
+            gate = self._heap._gates.get(identity)
+            if gate is not None:
+                assert gate.wait(WAIT), f"{identity} was never released"
+        if identities & self._heap.refused:
+            raise HeapRejected(400, "events properties")
+        with self._heap._lock:
+            self._heap.posts.append((self._api, body))
+
+    def close(self) -> None:
+        pass
+
+
+def make_catalog(*streams: str) -> ConfiguredAirbyteCatalog:
+    def stream(name: str) -> dict:
         described = {
             "name": name,
             "json_schema": {"type": "object"},
             "supported_sync_modes": ["full_refresh"],
         }
-        if namespace is not None:
-            described["namespace"] = namespace
         return {"stream": described, "sync_mode": "full_refresh", "destination_sync_mode": "append"}
 
-    return ConfiguredAirbyteCatalogSerializer.load({"streams": [stream(*s) for s in streams]})
+    return ConfiguredAirbyteCatalogSerializer.load({"streams": [stream(s) for s in streams]})
 
 
-def record(data: dict, stream: str = "users", namespace: str | None = None) -> AirbyteMessage:
-    body = {"stream": stream, "data": data, "emitted_at": 1}
-    if namespace is not None:
-        body["namespace"] = namespace
+def record(user: str, stream: str = "users", **data: object) -> AirbyteMessage:
+    body = {"stream": stream, "data": {"user": user, "event": "e", **data}, "emitted_at": 1}
     return AirbyteMessageSerializer.load({"type": "RECORD", "record": body})
 
 
-def stream_state(name: str, value: int = 0, namespace: str | None = None) -> AirbyteMessage:
-    descriptor = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+def stream_state(name: str, value: int = 0) -> AirbyteMessage:
     return AirbyteMessageSerializer.load(
         {
             "type": "STATE",
             "state": {
                 "type": "STREAM",
-                "stream": {"stream_descriptor": descriptor, "stream_state": {"v": value}},
+                "stream": {"stream_descriptor": {"name": name}, "stream_state": {"v": value}},
             },
         }
     )
@@ -91,147 +130,6 @@ def global_state(value: int = 0) -> AirbyteMessage:
     )
 
 
-def legacy_state(value: int = 0) -> AirbyteMessage:
-    return AirbyteMessageSerializer.load({"type": "STATE", "state": {"data": {"v": value}}})
-
-
-# --- CatalogStreams ---------------------------------------------------------------------------
-
-
-def test_catalog_contains_its_exact_namespace_and_name():
-    streams = CatalogStreams(make_catalog(("shop", "orders"), (None, "users")))
-
-    assert ("shop", "orders") in streams
-    assert (None, "users") in streams
-
-
-def test_catalog_falls_back_to_the_name_alone():
-    streams = CatalogStreams(make_catalog(("shop", "orders"), (None, "users")))
-
-    assert ("rewritten", "orders") in streams
-    assert (None, "orders") in streams
-    assert ("some_namespace", "users") in streams
-
-
-def test_catalog_does_not_contain_other_names():
-    streams = CatalogStreams(make_catalog(("shop", "orders")))
-
-    assert ("shop", "refunds") not in streams
-    assert (None, "Orders") not in streams
-
-
-# --- StateCounter -----------------------------------------------------------------------------
-
-
-class Counted:
-    """A StateCounter fed as the writer feeds it: each record counted, the running total given."""
-
-    def __init__(self) -> None:
-        self.counter = StateCounter()
-        self.records = 0
-
-    def count(self, *streams: tuple[str | None, str]) -> None:
-        for stream in streams:
-            self.records += 1
-            self.counter.count(stream)
-
-    def take(self, message: AirbyteMessage) -> int:
-        return self.counter.take(message.state, self.records)
-
-
-def test_stream_state_counts_the_records_of_its_own_stream():
-    counted = Counted()
-    counted.count(*[(None, "users")] * 3, *[(None, "orders")] * 2)
-
-    assert counted.take(stream_state("users")) == 3
-    assert counted.take(stream_state("orders")) == 2
-    assert counted.take(stream_state("users")) == 0
-
-
-def test_stream_state_count_restarts_after_each_state():
-    counted = Counted()
-    counted.count((None, "users"))
-    counted.take(stream_state("users"))
-    counted.count((None, "users"), (None, "users"))
-
-    assert counted.take(stream_state("users")) == 2
-
-
-def test_stream_state_matches_the_namespace():
-    counted = Counted()
-    counted.count(("shop", "users"), ("shop", "users"), (None, "users"))
-
-    assert counted.take(stream_state("users", namespace="shop")) == 2
-    assert counted.take(stream_state("users")) == 1
-
-
-@pytest.mark.parametrize("make_state", [global_state, legacy_state], ids=["global", "legacy"])
-def test_global_and_legacy_states_count_every_record_since_the_last_state(make_state):
-    counted = Counted()
-    counted.count((None, "users"), (None, "orders"), ("shop", "users"))
-
-    assert counted.take(make_state()) == 3
-    counted.count((None, "orders"))
-    assert counted.take(make_state()) == 1
-    assert counted.take(make_state()) == 0
-
-
-# --- effective_batch_size and ordering_key ----------------------------------------------------
-
-
-def test_batch_size_is_the_configured_one_without_pacing():
-    assert effective_batch_size(make_config(batch_size=250, max_events_per_minute=0)) == 250
-
-
-def test_batch_size_is_capped_by_max_events_per_minute():
-    assert effective_batch_size(make_config(batch_size=500, max_events_per_minute=120)) == 120
-
-
-def test_batch_size_is_not_raised_by_a_larger_rate_limit():
-    assert effective_batch_size(make_config(batch_size=500, max_events_per_minute=9000)) == 500
-
-
-def test_default_track_batch_size_fits_heaps_documented_limit():
-    assert effective_batch_size(make_config()) == 1000
-
-
-def test_ordering_key_for_user_properties_is_the_identity():
-    key = ordering_key(make_config(USER_API))
-
-    assert key is not None
-    assert key({"identity": "u-7", "properties": {"plan": "pro"}}) == "u-7"
-
-
-def test_ordering_key_for_account_properties_is_the_account_id():
-    key = ordering_key(make_config(ACCOUNT_API))
-
-    assert key is not None
-    assert key({"account_id": "acme", "properties": {}}) == "acme"
-
-
-def test_track_has_no_ordering_key():
-    assert ordering_key(make_config(TRACK_API)) is None
-
-
-# --- HeapWriter over the sandbox --------------------------------------------------------------
-
-
-@pytest.fixture
-def make_writer(sandbox):
-    writers: list[HeapWriter] = []
-
-    def make(api: dict | None = None, **extra) -> HeapWriter:
-        config = make_config(api, base_url=sandbox.url, max_events_per_minute=0, **extra)
-        writer = HeapWriter(config, make_catalog((None, "users")), InputStats())
-        writers.append(writer)
-        return writer
-
-    yield make
-    for writer in writers:
-        writer.abort()
-        writer.close()
-
-
 def logs(messages: list[AirbyteMessage], level: Level | None = None) -> list[str]:
     return [
         m.log.message
@@ -244,144 +142,227 @@ def states(messages: list[AirbyteMessage]) -> list[AirbyteStateMessage]:
     return [m.state for m in messages if m.type == Type.STATE]
 
 
-def test_state_is_held_until_its_records_are_acknowledged(sandbox, make_writer):
-    sandbox.set_faults(latency_ms=200)
-    writer = make_writer()
-    writer.process(record({"user": "u1", "event": "a"}))
-    writer.process(record({"user": "u2", "event": "b"}))
-    writer.process(stream_state("users", 1))
+def values(messages: list[AirbyteMessage]) -> list[int]:
+    released = []
+    for state in states(messages):
+        if state.stream is not None:
+            released.append(state.stream.stream_state.v)
+        else:
+            released.append(state.global_.shared_state.v)
+    return released
 
-    assert states(writer.take_output()) == []
-    assert sandbox.accepted("track") == []
 
-    writer.finish()
+class Sync:
+    """A writer on fake Heap and a fake clock, with helpers to feed it and read what it said."""
 
-    (released,) = states(writer.take_output())
+    def __init__(self, heap: FakeHeap, streams: tuple[str, ...], **config: object) -> None:
+        self.heap = heap
+        self.clock = FakeClock()
+        raw = {"app_id": "11", "base_url": "https://heap.test", "api": TRACK_API}
+        settings = parse_config({**raw, "max_events_per_minute": 0, **config})
+        self.writer = HeapWriter.start(
+            settings, make_catalog(*streams), InputStats(), self.clock, client_factory=heap
+        )
+        self.output: list[AirbyteMessage] = []
+
+    def feed(self, *messages: AirbyteMessage) -> list[AirbyteMessage]:
+        for message in messages:
+            self.writer.process(message)
+        return self.read()
+
+    def read(self) -> list[AirbyteMessage]:
+        taken = self.writer.take_output()
+        self.output += taken
+        return taken
+
+    def until_state(self, value: int) -> list[int]:
+        """Every state released so far, once one with `value` is out: ignored records are fed
+        meanwhile, as a real source would keep sending (event-gated, no sleep)."""
+        for _ in range(1_000_000):
+            if value in values(self.output):
+                return values(self.output)
+            self.feed(record("x", stream="elsewhere"))
+        raise AssertionError(f"state {value} never released; got {values(self.output)}")
+
+    def finish(self) -> list[AirbyteMessage]:
+        self.writer.finish()
+        return self.read()
+
+
+@pytest.fixture
+def heap() -> Iterator[FakeHeap]:
+    fake = FakeHeap()
+    yield fake
+    fake.release_all()
+
+
+@pytest.fixture
+def sync(heap) -> Iterator[callable]:
+    made: list[Sync] = []
+
+    def make(*streams: str, **config: object) -> Sync:
+        made.append(Sync(heap, streams or ("users",), **config))
+        return made[-1]
+
+    yield make
+    heap.release_all()
+    for each in made:
+        each.writer.abort()
+        each.writer.close()
+
+
+# --- states -------------------------------------------------------------------------------
+
+
+def test_state_is_held_until_its_records_are_acknowledged(heap, sync):
+    heap.hold("u2")
+    run = sync()
+    assert states(run.feed(record("u1"), record("u2"), stream_state("users", 1))) == []
+    assert heap.accepted() == []
+
+    heap.release("u2")
+    (released,) = states(run.finish())
     assert released.stream.stream_state.v == 1
     assert released.destinationStats.recordCount == 2
-    assert len(sandbox.accepted("track")) == 2
+    assert heap.accepted() == ["u1", "u2"]
 
 
-def test_state_without_pending_records_is_released_at_once(make_writer):
-    writer = make_writer()
-
-    writer.process(stream_state("users", 5))
-
-    (released,) = states(writer.take_output())
+def test_state_without_pending_records_is_released_at_once(sync):
+    (released,) = states(sync().feed(stream_state("users", 5)))
     assert released.stream.stream_state.v == 5
     assert released.destinationStats.recordCount == 0
 
 
-def test_state_after_a_released_state_without_new_records_is_released_at_once(make_writer):
-    writer = make_writer()
-    writer.process(record({"user": "u1", "event": "a"}))
-    writer.process(stream_state("users", 1))
-    output: list[AirbyteMessage] = []
-    deadline = time.monotonic() + 2
-    while not states(output) and time.monotonic() < deadline:
-        time.sleep(0.005)
-        writer.process(record({"user": "u9", "event": "z"}, stream="not_in_catalog"))
-        output += writer.take_output()
-    assert [s.stream.stream_state.v for s in states(output)] == [1]
+def test_state_is_not_released_while_its_own_batch_is_in_flight(heap, sync):
+    heap.hold("u2")
+    run = sync()
+    run.feed(record("u1"), stream_state("users", 1), record("u2"), stream_state("users", 2))
+    assert run.until_state(1) == [1]
+    assert heap.accepted() == ["u1"]
 
-    writer.process(stream_state("users", 2))
-
-    assert [s.stream.stream_state.v for s in states(writer.take_output())] == [2]
+    heap.release("u2")
+    assert values(run.finish()) == [2]
 
 
-def test_state_is_not_released_while_a_later_batch_is_in_flight(sandbox, make_writer):
-    sandbox.set_faults(latency_ms=300)
-    writer = make_writer(max_concurrent_requests=1)
-    writer.process(record({"user": "u1", "event": "a"}))
-    writer.process(stream_state("users", 1))
-    writer.process(record({"user": "u2", "event": "b"}))
-    # With one sender, draining for this state waits for the first batch to finish.
-    writer.process(stream_state("users", 2))
-    released = states(writer.take_output())
-    deadline = time.monotonic() + 0.1
-    while not released and time.monotonic() < deadline:
-        time.sleep(0.005)
-        writer.process(record({"user": "u9", "event": "z"}, stream="not_in_catalog"))
-        released += states(writer.take_output())
+def test_states_come_out_in_input_order_with_their_own_counts(sync):
+    run = sync()
+    run.feed(record("u1"), stream_state("users", 1), record("u2"), record("u3"))
+    run.feed(stream_state("users", 2))
+    run.finish()
 
-    assert [s.stream.stream_state.v for s in released] == [1]
-    assert [item["identity"] for item in sandbox.accepted("track")] == ["u1"]
-    writer.finish()
-    assert [s.stream.stream_state.v for s in states(writer.take_output())] == [2]
-    assert len(sandbox.accepted("track")) == 2
-
-
-def test_states_come_out_in_input_order_with_their_own_counts(sandbox, make_writer):
-    writer = make_writer()
-    for message in [
-        record({"user": "u1", "event": "a"}),
-        stream_state("users", 1),
-        record({"user": "u2", "event": "b"}),
-        record({"user": "u3", "event": "c"}),
-        stream_state("users", 2),
-    ]:
-        writer.process(message)
-
-    writer.finish()
-
-    released = states(writer.take_output())
+    released = states(run.output)
     assert [s.stream.stream_state.v for s in released] == [1, 2]
     assert [s.destinationStats.recordCount for s in released] == [1, 2]
-    assert writer.stats.states_emitted == 2
-    assert writer.stats.delivery.delivered == 3
+    assert run.writer.stats.states_emitted == 2
+    assert run.writer.stats.delivered == 3
 
 
-def test_invalid_record_is_logged_by_row_and_reason_and_not_sent(sandbox, make_writer):
-    writer = make_writer()
-    writer.process(record({"user": "u1", "event": "a"}))
-    writer.process(record({"event": "no user here"}))
-
-    writer.finish()
-
-    assert logs(writer.take_output(), Level.WARN) == [
-        "Row 2 skipped as invalid: user is missing or null."
-    ]
-    assert [item["identity"] for item in sandbox.accepted("track")] == ["u1"]
-    assert writer.stats.invalid == {"user is missing or null": 1}
+# --- several streams ------------------------------------------------------------------------
 
 
-def test_stream_not_in_catalog_is_warned_about_once_and_counted(sandbox, make_writer):
-    writer = make_writer()
-    for _ in range(3):
-        writer.process(record({"user": "u1", "event": "a"}, stream="orders"))
+def test_a_stream_state_waits_only_for_its_own_streams_records(heap, sync):
+    heap.hold("slow-user")
+    run = sync("users", "orders")
+    run.feed(record("slow-user", "users"), record("o1", "orders"))
+    run.feed(stream_state("orders", 1))
 
-    writer.finish()
-
-    warnings = logs(writer.take_output(), Level.WARN)
-    assert len(warnings) == 1
-    assert "'orders' is not in the configured catalog" in warnings[0]
-    assert writer.stats.ignored_streams == {"orders": 3}
-    assert sandbox.requests_log() == []
+    assert run.until_state(1) == [1]  # the users batch is still held
+    assert heap.accepted() == ["o1"]
+    heap.release("slow-user")
+    run.finish()
 
 
-def test_rejected_row_is_logged_with_its_row_number(sandbox, make_writer):
-    sandbox.set_faults(reject_marker="REFUSE-ME")
-    writer = make_writer()
-    writer.process(record({"user": "u1", "event": "a"}))
-    writer.process(record({"user": "u2", "event": "REFUSE-ME"}))
-    writer.process(record({"user": "u3", "event": "c"}))
+def test_a_global_state_waits_for_every_stream(heap, sync):
+    heap.hold("slow-order")
+    run = sync("users", "orders")
+    run.feed(record("u1", "users"), record("slow-order", "orders"), global_state(7))
+    assert states(run.read()) == []
+    run.feed(record("u2", "users"), stream_state("users", 8))
+    assert values(run.read()) == []  # input order: the users state waits behind the global one
 
-    writer.finish()
-
-    (warning,) = logs(writer.take_output(), Level.WARN)
-    assert warning.startswith("Row 2 rejected by Heap (HTTP 400: ")
-    assert "REFUSE-ME" not in warning
-    assert sorted(item["identity"] for item in sandbox.accepted("track")) == ["u1", "u3"]
+    heap.release("slow-order")
+    run.finish()
+    assert values(run.output) == [7, 8]
+    assert [s.destinationStats.recordCount for s in states(run.output)] == [2, 1]
 
 
-def test_summary_has_the_totals_line_then_the_summary_line(make_writer):
-    writer = make_writer()
-    writer.process(stream_state("users", 1))
-    writer.process(record({"user": "u1", "event": "a"}))
-    writer.process(record({"event": "invalid"}))
-    writer.finish()
+def test_records_of_different_streams_never_share_a_batch(heap, sync):
+    run = sync("users", "orders", batch_size=10)
+    for n in range(6):
+        run.feed(record(f"u{n}", "users"), record(f"o{n}", "orders"))
+    run.finish()
 
-    totals, summary = logs(writer.summary())
+    batches = [sorted({item["identity"][0] for item in items}) for _, items in heap.posts]
+    assert sorted(batches) == [["o"], ["u"]]
+    assert sorted(heap.accepted()) == sorted(
+        [f"u{n}" for n in range(6)] + [f"o{n}" for n in range(6)]
+    )
+
+
+def test_each_stream_is_counted_on_its_own(heap, sync):
+    heap.refused.add("bad")
+    run = sync("users", "orders")
+    run.feed(record("u1", "users"), record("bad", "orders"), record("o2", "orders"))
+    run.feed(record("", "orders"))
+    run.finish()
+
+    users, orders = run.writer.stats.routes
+    assert (users.records, users.delivery.delivered) == (1, 1)
+    assert (orders.records, orders.delivery.delivered, orders.delivery.rejected_total) == (3, 1, 1)
+    assert orders.invalid == {"user is blank": 1}
+    lines = logs(run.writer.summary())
+    assert lines[0] == "Total Messages: 4. Total Records: 4. Total loaded: 2."
+    assert lines[3].startswith("Stream 'orders' (track): 3 records, 1 loaded, invalid 1")
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+def test_invalid_record_is_logged_by_row_and_reason_and_not_sent(heap, sync):
+    run = sync()
+    run.feed(
+        record("u1"),
+        AirbyteMessageSerializer.load(
+            {
+                "type": "RECORD",
+                "record": {"stream": "users", "data": {"event": "e"}, "emitted_at": 1},
+            }
+        ),
+    )
+    run.finish()
+
+    assert logs(run.output, Level.WARN) == ["Row 2 skipped as invalid: user is missing or null."]
+    assert heap.accepted() == ["u1"]
+    assert run.writer.stats.invalid == {"user is missing or null": 1}
+
+
+def test_stream_not_in_catalog_is_warned_about_once_and_counted(heap, sync):
+    run = sync()
+    run.feed(*[record("u1", stream="orders")] * 3)
+    run.finish()
+
+    (warning,) = logs(run.output, Level.WARN)
+    assert "'orders' is not in the configured catalog" in warning
+    assert run.writer.stats.ignored_streams == {"orders": 3}
+    assert heap.posts == []
+
+
+def test_rejected_row_is_logged_with_its_row_number(heap, sync):
+    heap.refused.add("u2")
+    run = sync()
+    run.feed(record("u1"), record("u2"), record("u3"))
+    run.finish()
+
+    assert logs(run.output, Level.WARN) == ["Row 2 rejected by Heap (HTTP 400: events properties)."]
+    assert sorted(heap.accepted()) == ["u1", "u3"]
+
+
+def test_summary_has_the_totals_line_then_the_summary_line(sync):
+    run = sync()
+    run.feed(stream_state("users", 1), record("u1"), record(""))
+    run.finish()
+
+    totals, summary = logs(run.writer.summary())
 
     assert totals == "Total Messages: 3. Total Records: 2. Total loaded: 1."
     assert summary.startswith("Sync summary: invalid records skipped: 1 (")
@@ -390,63 +371,20 @@ def test_summary_has_the_totals_line_then_the_summary_line(make_writer):
 # --- the progress line ------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def monotonic(self) -> float:
-        return self.now
+def progress_lines(messages: list[AirbyteMessage]) -> list[str]:
+    return [line for line in logs(messages) if line.startswith("Progress: ")]
 
 
-@pytest.fixture
-def clock(monkeypatch) -> FakeClock:
-    """Replaces the clock the writer reads (and only that one)."""
-    fake = FakeClock()
-    monkeypatch.setattr(writer_module, "time", SimpleNamespace(monotonic=fake.monotonic))
-    return fake
+def test_progress_line_is_checked_on_states_and_while_records_stream(sync):
+    run = sync()
+    run.clock.time += PROGRESS_INTERVAL_SECONDS - 0.1
+    assert progress_lines(run.feed(stream_state("users"))) == []
 
+    run.clock.time += 0.1
+    assert len(progress_lines(run.feed(stream_state("users")))) == 1
 
-def progress_lines(writer: HeapWriter) -> list[str]:
-    return [line for line in logs(writer.take_output()) if line.startswith("Progress: ")]
-
-
-def test_progress_line_appears_at_most_every_interval(clock, monkeypatch, make_writer):
-    monkeypatch.setattr(writer_module, "PROGRESS_INTERVAL_SECONDS", 5.0)
-    writer = make_writer()
-    start = clock.now
-    seen = []
-
-    for offset in (1.0, 4.9, 5.0, 6.0, 9.9, 10.0, 10.1, 30.0):
-        clock.now = start + offset
-        writer.process(stream_state("users"))
-        seen.append(len(progress_lines(writer)))
-
-    assert seen == [0, 0, 1, 0, 0, 1, 0, 1]
-
-
-def test_progress_line_is_checked_while_records_stream(clock, monkeypatch, make_writer):
-    monkeypatch.setattr(writer_module, "PROGRESS_INTERVAL_SECONDS", 5.0)
-    monkeypatch.setattr(writer_module, "PROGRESS_CHECK_EVERY", 2)
-    writer = make_writer()
-    writer.process(record({"user": "u1", "event": "a"}))
-    writer.process(record({"user": "u2", "event": "b"}))
-    assert progress_lines(writer) == []
-
-    clock.now += 5.0
-    writer.process(record({"user": "u3", "event": "c"}))
-    writer.process(record({"user": "u4", "event": "d"}))
-
-    (line,) = progress_lines(writer)
-    assert line.startswith("Progress: 4 records read, ")
-
-
-def test_no_progress_line_before_the_default_interval(clock, make_writer):
-    writer = make_writer()
-
-    clock.now += writer_module.PROGRESS_INTERVAL_SECONDS - 0.1
-    writer.process(stream_state("users"))
-    assert progress_lines(writer) == []
-
-    clock.now += 0.1
-    writer.process(stream_state("users"))
-    assert len(progress_lines(writer)) == 1
+    run.clock.time += PROGRESS_INTERVAL_SECONDS
+    fed = run.feed(*[record(f"u{n}") for n in range(PROGRESS_CHECK_EVERY)])
+    (line,) = progress_lines(fed)
+    assert line.startswith(f"Progress: {PROGRESS_CHECK_EVERY} records read, ")
+    run.finish()

@@ -1,0 +1,204 @@
+"""Where each stream's records go: one route per mapped stream, each with its own batches.
+
+A route is the way of one stream to Heap: its transform (the stream's mapping, compiled once),
+its loader (its own batches: records of two streams never share one), and its delivery with its
+own rejection guard. What Heap limits per app and per API is shared by the routes of one API
+type: the HTTP client for the endpoint, and the pacer (the per-app track limit covers every
+track stream). All routes send through one pool of sending threads.
+
+Routes are built at a stream's first record, so a catalog of many streams costs nothing for
+the streams that send none.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from airbyte_cdk.models import ConfiguredAirbyteCatalog
+
+from destination_heap_analytics.client import HeapClient
+from destination_heap_analytics.column_report import ColumnReport
+from destination_heap_analytics.config import (
+    ApiType,
+    ColumnMapping,
+    HeapConfig,
+    RateLimit,
+    StreamId,
+    endpoint_url,
+)
+from destination_heap_analytics.delivery import BatchDelivery
+from destination_heap_analytics.loader import BatchLoader
+from destination_heap_analytics.pacer import Pacer
+from destination_heap_analytics.rejection_guard import RejectionGuard
+from destination_heap_analytics.retry import RetryPolicy
+from destination_heap_analytics.senders import SenderPool
+from destination_heap_analytics.stats import RouteStats
+from destination_heap_analytics.sync_clock import Clock
+from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer, stream_key
+
+
+class Ignored(Enum):
+    """Why a stream has no route."""
+
+    NOT_IN_CATALOG = "not in the configured catalog"
+    NO_MAPPING = "no mapping"
+
+
+class CatalogStreams:
+    """Which streams the configured catalog names; records of others are ignored (counted)."""
+
+    def __init__(self, catalog: ConfiguredAirbyteCatalog) -> None:
+        self._exact = {(s.stream.namespace, s.stream.name) for s in catalog.streams}
+        self._names = {name for _, name in self._exact}
+
+    def __contains__(self, stream: StreamId) -> bool:
+        """Exact (namespace, name); else by name, as some platforms rewrite namespaces."""
+        return stream in self._exact or stream[1] in self._names
+
+
+class Route:
+    """One stream's records: transform, then batch for delivery."""
+
+    def __init__(
+        self,
+        stats: RouteStats,
+        transformer: RecordTransformer,
+        loader: BatchLoader,
+        column_report: ColumnReport,
+    ) -> None:
+        self.stats = stats
+        self.loader = loader
+        self.column_report = column_report
+        self._transform = transformer.transform
+        self._stream_key = stream_key(*stats.stream)
+        self.sampling_columns = True
+
+    def process_record(self, data: dict, row: int) -> str | None:
+        """Runs once per record. Returns the reason when the record is invalid (counted)."""
+        self.stats.records += 1
+        if self.sampling_columns:
+            self.column_report.observe(data)
+            self.sampling_columns = self.column_report.sampling
+        try:
+            item = self._transform(data, self._stream_key)
+        except InvalidRecord as invalid:
+            self.stats.invalid[invalid.reason] += 1
+            return invalid.reason
+        self.loader.process_record(item, row)
+        return None
+
+
+@dataclass
+class _Endpoint:
+    """What the routes of one API type share: Heap limits these per app and per API."""
+
+    client: HeapClient
+    pacer: Pacer
+    batch_size: int
+
+
+class Routes:
+    def __init__(
+        self,
+        config: HeapConfig,
+        catalog: ConfiguredAirbyteCatalog,
+        clock: Clock,
+        pool: SenderPool,
+        client_factory: Callable[..., HeapClient] = HeapClient,
+    ) -> None:
+        """`client_factory` makes the HTTP client of each API type (a fake in unit tests)."""
+        self._client_factory = client_factory
+        self._config = config
+        self._catalog = CatalogStreams(catalog)
+        self._clock = clock
+        self._pool = pool
+        self._policy = RetryPolicy(config.max_retry_seconds)
+        self._endpoints: dict[ApiType, _Endpoint] = {}
+        self._routes: dict[StreamId, Route] = {}
+        self.built: list[Route] = []
+        """Routes in the order their streams first appeared."""
+
+    def route_for(self, stream: StreamId) -> Route | Ignored:
+        route = self._routes.get(stream)
+        if route is not None:
+            return route
+        if stream not in self._catalog:
+            return Ignored.NOT_IN_CATALOG
+        mapping = self._config.mapping_for(stream)
+        if mapping is None:
+            return Ignored.NO_MAPPING
+        route = self._routes[stream] = self._build(stream, mapping)
+        self.built.append(route)
+        return route
+
+    def for_state(self, stream: StreamId | None) -> list[Route]:
+        """The routes a state waits for: its stream's (by name too, as the catalog matches
+        by name when namespaces are rewritten), or every route for GLOBAL and legacy states."""
+        if stream is None:
+            return list(self.built)
+        exact = self._routes.get(stream)
+        if exact is not None:
+            return [exact]
+        return [route for route in self.built if route.stats.stream[1] == stream[1]]
+
+    @property
+    def paced_seconds(self) -> float:
+        return sum(endpoint.pacer.waited_seconds for endpoint in self._endpoints.values())
+
+    def close(self) -> None:
+        for endpoint in self._endpoints.values():
+            endpoint.client.close()
+
+    def _build(self, stream: StreamId, mapping: ColumnMapping) -> Route:
+        endpoint = self._endpoint(mapping.api_type)
+        stats = RouteStats(stream, mapping.api_type)
+        transformer = RecordTransformer(mapping, stats=stats.transform)
+        delivery = BatchDelivery(
+            endpoint.client,
+            endpoint.pacer,
+            self._policy,
+            stats.delivery,
+            self._clock,
+            guard=RejectionGuard(),
+        )
+        loader = BatchLoader(
+            delivery.deliver,
+            endpoint.batch_size,
+            self._pool,
+            ordering_key=ordering_key(mapping.api_type),
+            settled=delivery.settled,
+        )
+        return Route(stats, transformer, loader, ColumnReport(mapping.configured_columns()))
+
+    def _endpoint(self, api_type: ApiType) -> _Endpoint:
+        endpoint = self._endpoints.get(api_type)
+        if endpoint is None:
+            config = self._config
+            pacing = config.pacing_for(api_type)
+            client = self._client_factory(
+                endpoint_url(config.base_url, api_type),
+                config.app_id,
+                api_type.bulk_key if config.uses_bulk_form else None,
+                pool_size=config.max_concurrent_requests,
+            )
+            pacer = Pacer(pacing, sleep=self._clock.sleep, clock=self._clock.now)
+            batch_size = effective_batch_size(config.batch_size, pacing.per_app)
+            endpoint = self._endpoints[api_type] = _Endpoint(client, pacer, batch_size)
+        return endpoint
+
+
+def effective_batch_size(batch_size: int, per_app: RateLimit | None) -> int:
+    """A batch must fit the per-app rate limit, or it could never be sent."""
+    return min(batch_size, per_app.items) if per_app is not None else batch_size
+
+
+def ordering_key(api_type: ApiType) -> Callable[[dict], str] | None:
+    """Which item field must keep its input order across batches (last write wins in Heap)."""
+    if api_type is ApiType.ADD_USER_PROPERTIES:
+        return operator.itemgetter("identity")
+    if api_type is ApiType.ADD_ACCOUNT_PROPERTIES:
+        return operator.itemgetter("account_id")
+    return None

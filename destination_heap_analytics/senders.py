@@ -1,0 +1,100 @@
+"""The sending threads, shared by every route of a sync.
+
+`max_concurrent_requests` caps the requests in flight for the whole sync, whatever the number of
+streams, so the pool is one object that every route's loader submits to. Everything that the
+sending threads and the main thread share (the running count, the first fatal error, and what a
+loader keeps about its own running batches) changes under the pool's one condition.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from destination_heap_analytics.sync_clock import Clock
+
+WAIT_REPORT_SECONDS = 10.0
+"""How often a caller blocked on busy senders gets the `while_waiting` callback."""
+
+
+class SenderPool:
+    def __init__(
+        self, size: int, clock: Clock, while_waiting: Callable[[], None] = lambda: None
+    ) -> None:
+        """`while_waiting` is called every WAIT_REPORT_SECONDS while the main thread is blocked
+        on busy senders (for example through a long retry), so progress can still be reported."""
+        self._size = size
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="heap-send")
+        self._changed = threading.Condition()
+        self._running = 0
+        self._fatal: BaseException | None = None
+        self._while_waiting = while_waiting
+        self.has_finished_batches = False
+        """Set when a batch ends; lets callers skip re-checking states when nothing changed."""
+
+    @property
+    def in_flight(self) -> int:
+        return self._running
+
+    def submit(
+        self,
+        task: Callable[[], None],
+        may_start: Callable[[], bool],
+        on_start: Callable[[Future], None],
+        on_end: Callable[[Future], None],
+    ) -> Future:
+        """Run `task` in a sending thread once a sender is free and `may_start()` holds.
+
+        `may_start`, `on_start` and `on_end` run under the pool's lock, so a loader can keep
+        per-batch facts (ordering keys in flight) consistent with what is running.
+        """
+        self.wait_until(lambda: self._running < self._size and may_start())
+        with self._changed:
+            self._running += 1
+            future = self._executor.submit(task)
+            on_start(future)
+
+        def ended(done: Future) -> None:
+            with self._changed:
+                self._running -= 1
+                on_end(done)
+                if self._fatal is None and not done.cancelled() and done.exception() is not None:
+                    self._fatal = done.exception()
+                self.has_finished_batches = True
+                self._changed.notify_all()
+
+        future.add_done_callback(ended)
+        return future
+
+    def wait_until(self, ready: Callable[[], bool]) -> None:
+        """Block until `ready()` (checked under the lock); a fatal error in any batch ends the
+        wait by being raised."""
+        while True:
+            with self._changed:
+                timed_out = False
+                if self._fatal is None and not ready():
+                    timed_out = not self._changed.wait(WAIT_REPORT_SECONDS)
+                fatal, now_ready = self._fatal, ready()
+            if fatal is not None:
+                raise fatal
+            if now_ready:
+                return
+            if timed_out:
+                self._while_waiting()
+
+    def raise_fatal_error(self) -> None:
+        """A failed batch ends the sync as soon as it is seen, not when its turn comes."""
+        if self._fatal is not None:
+            raise self._fatal
+
+    def finish(self) -> None:
+        """Wait for every batch in flight (end of input)."""
+        self.wait_until(lambda: self._running == 0)
+        self._executor.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Stop sending: wake sleeping retries and pacing, drop queued batches."""
+        self._clock.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,167 @@
+"""What the sync tells the user while it runs and when it ends, as Airbyte LOG messages.
+
+Everything the writer reports goes through here: skipped and rejected rows (the first few per
+reason, by row number), streams that are ignored, the progress line, and the final summary with
+0.1.0's `Total Messages…` line. It reads counts only; no record contents reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+
+from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
+
+from destination_heap_analytics.delivery import Rejection
+from destination_heap_analytics.stats import RouteStats, SyncStats
+from destination_heap_analytics.sync_clock import Clock
+
+logger = logging.getLogger("airbyte")
+
+PROGRESS_INTERVAL_SECONDS = 10.0
+LOGGED_ROWS_PER_REASON = 10
+"""Rows logged individually per skip reason; the rest are counted in the summary."""
+
+
+class SyncLog:
+    def __init__(self, stats: SyncStats, clock: Clock, output: list[AirbyteMessage]) -> None:
+        """Lines are appended to `output`, the writer's queue of messages for Airbyte."""
+        self._stats = stats
+        self._clock = clock
+        self._output = output
+        self._logged_reasons: Counter = Counter()
+        self._next_progress = clock.now() + PROGRESS_INTERVAL_SECONDS
+
+    def log(self, level: Level, text: str) -> None:
+        self._output.append(log_message(level, text))
+
+    def warn(self, text: str) -> None:
+        self.log(Level.WARN, text)
+
+    # -- rows ------------------------------------------------------------------------------------
+    def invalid_row(self, row: int, reason: str) -> None:
+        self._row(f"Row {row} skipped as invalid: {reason}.", reason)
+
+    def rejected_rows(self, rejections: Iterable[Rejection]) -> None:
+        for rejection in rejections:
+            reason = f"HTTP {rejection.status}: {rejection.message}"
+            self._row(f"Row {rejection.row} rejected by Heap ({reason}).", reason)
+
+    def _row(self, text: str, reason: str) -> None:
+        self._logged_reasons[reason] += 1
+        seen = self._logged_reasons[reason]
+        if seen <= LOGGED_ROWS_PER_REASON:
+            if seen == LOGGED_ROWS_PER_REASON:
+                text += " Further rows with this reason are counted in the summary only."
+            self.warn(text)
+
+    # -- streams ---------------------------------------------------------------------------------
+    def stream_not_in_catalog(self, name: str) -> None:
+        self.warn(
+            f"Stream '{name}' is not in the configured catalog; its records are ignored and "
+            "counted in the summary."
+        )
+
+    def stream_without_mapping(self, name: str) -> None:
+        self.warn(
+            f"Stream '{name}' has no mapping: it is not listed in 'streams' and there is no "
+            "top-level 'api'. Its records are ignored and counted in the summary."
+        )
+
+    # -- progress --------------------------------------------------------------------------------
+    def progress(self, in_flight: int) -> None:
+        """A progress line, at most every PROGRESS_INTERVAL_SECONDS."""
+        now = self._clock.now()
+        if now >= self._next_progress:
+            self._next_progress = now + PROGRESS_INTERVAL_SECONDS
+            self.log(Level.INFO, progress_line(self._stats, in_flight, now))
+
+    def progress_while_blocked(self, in_flight: int) -> None:
+        """The senders are all busy (slow or retrying Heap), so the writer cannot yield: the
+        line goes straight to the Airbyte logger, from the same main thread."""
+        now = self._clock.now()
+        self._next_progress = now + PROGRESS_INTERVAL_SECONDS
+        logger.info(progress_line(self._stats, in_flight, now))
+
+    # -- summary ---------------------------------------------------------------------------------
+    def summary(self, paced_seconds: float) -> list[AirbyteMessage]:
+        stats = self._stats
+        lines = [totals_line(stats), summary_line(stats, paced_seconds, self._clock.now())]
+        if len(stats.routes) > 1:
+            lines += [stream_line(route) for route in stats.routes]
+        return [log_message(Level.INFO, line) for line in lines]
+
+
+def totals_line(stats: SyncStats) -> str:
+    """0.1.0's exact final line (its Total Messages counts every input message)."""
+    return (
+        f"Total Messages: {stats.messages}. Total Records: {stats.records}. "
+        f"Total loaded: {stats.delivered}."
+    )
+
+
+def summary_line(stats: SyncStats, paced_seconds: float, now: float) -> str:
+    parts = [
+        f"invalid records skipped: {with_reasons(stats.invalid)}",
+        f"rejected by Heap: {with_reasons(stats.rejected)}",
+        f"ignored (stream not in catalog): {with_reasons(stats.ignored_streams)}",
+    ]
+    if stats.unmapped_streams:
+        parts.append(f"ignored (stream without a mapping): {with_reasons(stats.unmapped_streams)}")
+    parts += [
+        f"unparseable input lines skipped: {with_reasons(stats.input.skipped_lines)}",
+        f"lone surrogates replaced by U+FFFD: {stats.input.repaired_lines} lines",
+        f"values truncated to 1023 characters: {stats.truncated_values}",
+        f"properties dropped: {with_reasons(stats.dropped_properties)}",
+        f"requests: {stats.requests}",
+        f"retries: {with_reasons(stats.retry_reasons)}",
+        f"states emitted: {stats.states_emitted}",
+        f"waited for rate limits: {paced_seconds:.1f} s",
+        f"elapsed: {now - stats.started:.2f} s",
+    ]
+    return "Sync summary: " + "; ".join(parts) + "."
+
+
+def stream_line(route: RouteStats) -> str:
+    """One stream's share of the summary, when a sync has several."""
+    return (
+        f"Stream '{route.name}' ({route.api_type.value}): {route.records} records, "
+        f"{route.delivery.delivered} loaded, invalid {with_reasons(route.invalid)}, "
+        f"rejected {with_reasons(route.delivery.rejected)}, "
+        f"{route.delivery.requests} requests."
+    )
+
+
+def progress_line(stats: SyncStats, in_flight: int, now: float) -> str:
+    delivered = stats.delivered
+    elapsed = now - stats.started
+    rate = delivered / elapsed if elapsed > 0 else 0.0
+    line = (
+        f"Progress: {stats.records} records read, {delivered} loaded ({rate:.0f} records/s), "
+        f"{stats.invalid.total()} invalid, {stats.rejected.total()} rejected, "
+        f"{sum(r.delivery.retries for r in stats.routes)} retries, {stats.requests} requests, "
+        f"{in_flight} batches in flight."
+    )
+    if len(stats.routes) > 1:
+        line += (
+            " By stream: "
+            + ", ".join(
+                f"{route.name} {route.delivery.delivered}/{route.records} loaded"
+                for route in stats.routes
+            )
+            + "."
+        )
+    return line
+
+
+def with_reasons(counts: Counter) -> str:
+    total = counts.total()
+    if not total:
+        return "0"
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in counts.most_common())
+    return f"{total} ({reasons})"
+
+
+def log_message(level: Level, text: str) -> AirbyteMessage:
+    return AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=level, message=text))
