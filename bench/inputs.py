@@ -10,8 +10,9 @@ USERS = 5_000
 """Identities cycle, so no identity exceeds Heap's per-identity limit in the paced run."""
 
 
-def record(n: int) -> dict:
-    user = n % USERS
+def record(n: int, users: int | None = USERS) -> dict:
+    """Record `n`; its identity cycles over `users`, or is its own when `users` is None."""
+    user = n if users is None else n % users
     stamp = f"2022-10-21T{(n // 3600) % 24:02d}:{(n // 60) % 60:02d}:{n % 60:02d}.{n % 1000:03d}Z"
     return {
         "blocked": n % 10 == 0,
@@ -34,8 +35,9 @@ def record(n: int) -> dict:
     }
 
 
-def write_input(path: Path, count: int) -> Path:
-    """Create (once) a file of `count` records; reused across runs of the same size."""
+def write_input(path: Path, count: int, users: int | None = USERS) -> Path:
+    """Create (once) a file of `count` records; reused across runs of the same size. `users`
+    None gives every record an identity of its own."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,11 @@ def write_input(path: Path, count: int) -> Path:
         for n in range(1, count + 1):
             message = {
                 "type": "RECORD",
-                "record": {"stream": "users", "data": record(n), "emitted_at": 1666325394000},
+                "record": {
+                    "stream": "users",
+                    "data": record(n, users),
+                    "emitted_at": 1666325394000,
+                },
             }
             out.write(json.dumps(message, separators=(",", ":")) + "\n")
             if n % STATE_EVERY == 0:

@@ -4,9 +4,10 @@ Prints one markdown table plus the target ratios, and writes the same to bench/o
 Each row is one child process measured with os.wait4: wall time, user+sys CPU and peak RSS of
 that process alone. The sandbox runs in its own process, so its CPU is not counted. Throughput
 rows turn client-side pacing off (`max_events_per_minute: 0`): the sandbox enforces no limit
-there, and pacing has its own row.
+there, and pacing has its own row. A last table gives every record its own identity, paced at
+max_events_per_minute 10,000,000 and unpaced: what the per-identity pacing costs in memory.
 
-Usage: python bench/run.py [--records 1000000] [--quick]
+Usage: python bench/run.py [--records 1000000] [--quick] [--only identities]
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ PACING_SCALE = 0.1
 """The paced run shrinks Heap's one-minute windows to six seconds, in the connector and in the
 sandbox alike (DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE)."""
 TRACK_LIMIT, IDENTITY_LIMIT = 15_000, 1_000
+MANY_IDENTITIES_PER_MINUTE = 10_000_000
+"""The highest max_events_per_minute: the per-app limit stays out of the way, so a million
+identities all fall within the per-identity window."""
+TABLE_HEADER = (
+    "| run | latency ms | records | wall s | records/s | connector CPU s | records per CPU-s "
+    "| requests | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
 API = {
     "api_type": "track",
     "property_columns": "blocked,created_at,updated_at,name",
@@ -167,8 +175,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="records in the big runs")
     parser.add_argument("--quick", action="store_true", help="small inputs, to try the script")
+    parser.add_argument(
+        "--only", choices=["identities"], help="run only the one-identity-per-record table"
+    )
     args = parser.parse_args()
     big = 20_000 if args.quick else args.records
+    if args.only == "identities":
+        report = render_identities(identities_rows(big))
+        print(report)
+        (OUT / "results-identities.md").write_text(report)
+        return 0
     sizes = {
         "big": big,
         "tenth": big // 10,
@@ -230,7 +246,7 @@ def main() -> int:
     finally:
         sandbox.stop()
     paced = paced_run(inputs["paced"], sizes["paced"])
-    report = render(rows, paced, sizes)
+    report = render(rows, paced, sizes) + "\n" + render_identities(identities_rows(big))
     print(report)
     (OUT / "results.md").write_text(report)
     return 0
@@ -273,12 +289,41 @@ def paced_run(messages: Path, count: int) -> dict:
     }
 
 
-def render(rows: list[Row], paced: dict, sizes: dict) -> str:
-    header = (
-        "| run | latency ms | records | wall s | records/s | connector CPU s | records per CPU-s "
-        "| requests | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+def identities_rows(count: int) -> list[Row]:
+    """Every record its own identity, paced at MANY_IDENTITIES_PER_MINUTE and with pacing off,
+    against a sandbox enforcing no limit: the memory that per-identity pacing takes."""
+    messages = write_input(OUT / f"input-{count}-distinct.jsonl", count, users=None)
+    paced = f"paced (max_events_per_minute {MANY_IDENTITIES_PER_MINUTE:,})"
+    plan = [(paced, MANY_IDENTITIES_PER_MINUTE), ("pacing off (max_events_per_minute 0)", 0)]
+    rows = []
+    sandbox = Sandbox()
+    try:
+        for label, per_minute in plan:
+            sandbox.prepare(0)
+            config = config_file("identities", sandbox.url, max_events_per_minute=per_minute)
+            wall, cpu, rss, out = run_child(connector(config), messages)
+            counters = sandbox.control("counters")
+            if loaded(out) != count or counters["items_accepted"] != count:
+                raise RuntimeError(f"{label}: loaded {loaded(out)} of {count}")
+            name = f"one identity per record, {label}"
+            rows.append(Row(name, 0, count, wall, cpu, counters["requests"], rss))
+    finally:
+        sandbox.stop()
+    return rows
+
+
+def render_identities(rows: list[Row]) -> str:
+    paced, unpaced = rows
+    table = "\n".join([TABLE_HEADER, *(row.markdown() for row in rows)])
+    return (
+        f"{table}\n\n- Peak RSS with {paced.records:,} distinct identities: {paced.rss_mb:.0f} MB "
+        f"paced, {unpaced.rss_mb:.0f} MB with pacing off (target ≤ 150 MB at any "
+        "max_events_per_minute).\n"
     )
-    table = "\n".join([header, *(row.markdown() for row in rows)])
+
+
+def render(rows: list[Row], paced: dict, sizes: dict) -> str:
+    table = "\n".join([TABLE_HEADER, *(row.markdown() for row in rows)])
     parse = rows[0]
     find = {(r.name.split(",")[0].split(":")[0], r.latency_ms, r.records): r for r in rows}
     bulk0 = find[("this connector", 0, sizes["big"])]
