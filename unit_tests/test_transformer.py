@@ -89,7 +89,8 @@ class Make(RecordTransformer):
 
 
 def transformer(api_type: str, **api: str) -> Make:
-    config = parse_config({"app_id": "11", "api": {"api_type": api_type, **api}})
+    api = {"api_type": api_type, "property_columns": "*", **api}
+    config = parse_config({"app_id": "11", "base_url": "https://heapanalytics.com", "api": api})
     return Make(config.mapping, now=lambda: FIXED_NOW)
 
 

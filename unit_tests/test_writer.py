@@ -34,8 +34,12 @@ TRACK_API = {
     "event_column": "event",
     "property_columns": "*",
 }
-USER_API = {"api_type": "add_user_properties", "identity_column": "user"}
-ACCOUNT_API = {"api_type": "add_account_properties", "account_id_column": "account"}
+USER_API = {"api_type": "add_user_properties", "identity_column": "user", "property_columns": "*"}
+ACCOUNT_API = {
+    "api_type": "add_account_properties",
+    "account_id_column": "account",
+    "property_columns": "*",
+}
 
 
 def make_config(
