@@ -7,6 +7,7 @@ MAIN_REQUIREMENTS = [
     "orjson>=3.10,<4",
     "requests>=2.32,<3",
     "pendulum>=3.0,<4",
+    "jsonschema>=4.17.3,<5",  # config validation against spec.json (already a CDK dependency)
 ]
 
 TEST_REQUIREMENTS = [

@@ -10,29 +10,23 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from destination_heap_analytics import heap_limits
-
-DEFAULT_BATCH_SIZE = heap_limits.MAX_ITEMS_PER_BULK_REQUEST
-MAX_CONCURRENT_REQUESTS_LIMIT = 16
-DEFAULT_MAX_CONCURRENT_REQUESTS = 4
-DEFAULT_MAX_RETRY_SECONDS = 600
-
+from destination_heap_analytics.config_schema import (
+    ConfigError,
+    check_against_spec,
+    chosen_option,
+    connection_specification,
+    spec_default,
+    with_spec_defaults,
+)
 
 StreamId = tuple[str | None, str]
 """A stream as Airbyte names it: (namespace or None, name)."""
-
-
-class ConfigError(ValueError):
-    """A config value the user must fix; the message names the field and never echoes secrets."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"Invalid configuration field '{field}': {problem}")
-        self.field = field
 
 
 class ApiType(StrEnum):
@@ -68,7 +62,7 @@ class ColumnPath:
         segments = tuple(name.split("."))
         if any(not segment for segment in segments):
             raise ConfigError(
-                field, f"column '{name}' has an empty part; write dot paths like 'a.b.0.c'"
+                field, "a column name has an empty part; write dot paths like 'a.b.0.c'"
             )
         return cls(name=name, segments=segments)
 
@@ -123,10 +117,10 @@ class HeapConfig:
     app_id: str
     base_url: str
     mapping: ColumnMapping
-    batch_size: int = DEFAULT_BATCH_SIZE
-    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
-    pacing: Pacing = Pacing(per_app=None, per_identity=None)
-    max_retry_seconds: float = DEFAULT_MAX_RETRY_SECONDS
+    batch_size: int
+    max_concurrent_requests: int
+    pacing: Pacing
+    max_retry_seconds: float
 
     @property
     def api_type(self) -> ApiType:
@@ -155,34 +149,28 @@ def endpoint_url(base_url: str, api_type: ApiType) -> str:
 
 
 def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
-    """Validate every field and build the typed config; raises ConfigError naming the field."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError("config", "must be a JSON object")
-    mapping = _parse_mapping(raw.get("api"))
-    batch_size = _parse_int(raw, "batch_size", DEFAULT_BATCH_SIZE, 1, DEFAULT_BATCH_SIZE)
+    """Validate every field and build the typed config; raises ConfigError naming the field.
+
+    Types, ranges, required fields and defaults come from spec.json alone (config_schema.py);
+    what follows are the rules a JSON schema cannot state: dot paths, https, non-blank values.
+    """
+    config = with_spec_defaults(raw)
+    check_against_spec(config)
+    mapping = _parse_mapping(config["api"])
+    batch_size = int(config["batch_size"])
     return HeapConfig(
-        app_id=_parse_app_id(raw.get("app_id")),
-        base_url=parse_base_url(raw.get("base_url", heap_limits.US_BASE_URL)),
+        app_id=_parse_app_id(config["app_id"]),
+        base_url=parse_base_url(config["base_url"]),
         mapping=mapping,
         batch_size=batch_size,
-        max_concurrent_requests=_parse_int(
-            raw,
-            "max_concurrent_requests",
-            DEFAULT_MAX_CONCURRENT_REQUESTS,
-            1,
-            MAX_CONCURRENT_REQUESTS_LIMIT,
-        ),
-        pacing=_parse_pacing(raw, mapping.api_type, bulk=batch_size > 1),
-        max_retry_seconds=_parse_int(
-            raw, "max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS, 0, 24 * 3600
-        ),
+        max_concurrent_requests=int(config["max_concurrent_requests"]),
+        pacing=_parse_pacing(config, mapping.api_type, bulk=batch_size > 1),
+        max_retry_seconds=int(config["max_retry_seconds"]),
     )
 
 
-def _parse_app_id(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigError("app_id", "is required: the Environment ID of your Heap project")
-    app_id = str(value).strip()
+def _parse_app_id(value: str) -> str:
+    app_id = value.strip()
     if not app_id:
         raise ConfigError("app_id", "is empty: set the Environment ID of your Heap project")
     return app_id
@@ -191,30 +179,37 @@ def _parse_app_id(value: Any) -> str:
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
-def parse_base_url(value: Any) -> str:
+def parse_base_url(value: str) -> str:
     """https only, so the app_id (Heap's only credential) never travels in clear text.
 
     Plain http is allowed for loopback hosts alone, where the local Heap sandbox runs in tests.
+    An empty value means the spec's default, as a cleared field in a form does.
     """
-    if value is None or value == "":
-        return heap_limits.US_BASE_URL
-    if not isinstance(value, str):
-        raise ConfigError("base_url", "must be a string such as https://heapanalytics.com")
     url = value.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not url:
+        return spec_default("base_url")
+    parts = _split_url(url)
+    host = parts.hostname if parts is not None else None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
         raise ConfigError(
             "base_url",
             "must be a full URL such as https://heapanalytics.com or https://c.eu.heap-api.com",
         )
     if parts.query or parts.fragment:
         raise ConfigError("base_url", "must not contain a query string or fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigError(
             "base_url",
             "must use https:// (plain http is only allowed for localhost / 127.0.0.1 / ::1)",
         )
     return url
+
+
+def _split_url(url: str) -> SplitResult | None:
+    try:
+        return urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -226,59 +221,43 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-_API_FIELDS = {
-    ApiType.TRACK: ("identity_column", "event_column"),
-    ApiType.ADD_USER_PROPERTIES: ("identity_column",),
-    ApiType.ADD_ACCOUNT_PROPERTIES: ("account_id_column",),
+SINGLE_COLUMN_FIELDS = frozenset(field.name for field in fields(ColumnMapping)) - {
+    "api_type",
+    "property_columns",
 }
+"""The `api` settings that name one column; which of them an API type takes, and which it
+requires, is read from that API type's option in spec.json."""
 
 
-def _parse_mapping(api: Any) -> ColumnMapping:
-    if not isinstance(api, Mapping):
-        raise ConfigError("api", "is required: choose an API type (track, add_user_properties…)")
-    raw_type = api.get("api_type")
-    try:
-        api_type = ApiType(raw_type)
-    except ValueError:
-        allowed = ", ".join(t.value for t in ApiType)
-        raise ConfigError("api.api_type", f"must be one of: {allowed}") from None
-    columns: dict[str, ColumnPath | None] = {
-        name: _required_column(api, name) for name in _API_FIELDS[api_type]
+def _parse_mapping(api: Mapping[str, Any]) -> ColumnMapping:
+    api_type = ApiType(api["api_type"])
+    option = chosen_option(connection_specification()["properties"]["api"], api)
+    columns = {
+        name: _parse_single_column(api, name, required=name in option["required"])
+        for name in option["properties"]
+        if name in SINGLE_COLUMN_FIELDS
     }
-    if api_type is ApiType.TRACK:
-        columns["timestamp_column"] = _optional_column(api, "timestamp_column")
-        columns["idempotency_key_column"] = _optional_column(api, "idempotency_key_column")
     return ColumnMapping(
         api_type=api_type,
-        property_columns=_parse_property_columns(api.get("property_columns", "*")),
+        property_columns=_parse_property_columns(api["property_columns"]),
         **columns,
     )
 
 
-def _required_column(api: Mapping[str, Any], name: str) -> ColumnPath:
-    column = _optional_column(api, name)
-    if column is None:
-        raise ConfigError(f"api.{name}", "is required for this API type")
-    return column
-
-
-def _optional_column(api: Mapping[str, Any], name: str) -> ColumnPath | None:
-    value = api.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+def _parse_single_column(api: Mapping[str, Any], name: str, required: bool) -> ColumnPath | None:
+    field = f"api.{name}"
+    value = api.get(name, "")
+    if not value.strip():
+        if required:
+            raise ConfigError(field, "is required for this API type")
         return None
-    if not isinstance(value, str):
-        raise ConfigError(f"api.{name}", "must be a column name (a string)")
     if "," in value:
-        raise ConfigError(f"api.{name}", "takes a single column, not a comma-separated list")
-    return ColumnPath.parse(value, f"api.{name}")
+        raise ConfigError(field, "takes a single column, not a comma-separated list")
+    return ColumnPath.parse(value, field)
 
 
-def _parse_property_columns(value: Any) -> tuple[ColumnPath, ...] | None:
+def _parse_property_columns(value: str) -> tuple[ColumnPath, ...] | None:
     field = "api.property_columns"
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(field, "must be a comma-separated string of column names, or *")
     names = [name.strip() for name in value.split(",")]
     names = [name for name in names if name]
     if not names or names == ["*"]:
@@ -287,17 +266,6 @@ def _parse_property_columns(value: Any) -> tuple[ColumnPath, ...] | None:
         raise ConfigError(field, "use * alone (all columns) or a list of columns, not both")
     unique = list(dict.fromkeys(names))
     return tuple(ColumnPath.parse(name, field) for name in unique)
-
-
-def _parse_int(raw: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
-    value = raw.get(field)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be a whole number from {low} to {high}")
-    if not low <= value <= high:
-        raise ConfigError(field, f"must be from {low} to {high}, got {value}")
-    return value
 
 
 def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool) -> Pacing:
@@ -311,7 +279,7 @@ def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool) -> Paci
     if value is None:
         per_app = _documented_app_limit(api_type, bulk)
     else:
-        minute = _parse_int(raw, "max_events_per_minute", 0, 0, 10_000_000)
+        minute = int(value)
         if minute == 0:
             return Pacing(per_app=None, per_identity=None)
         per_app = RateLimit(minute, 60.0)

@@ -1,12 +1,13 @@
-"""The Airbyte entry points: check and write. Orchestration only; the work is in the writer."""
+"""The Airbyte commands (spec, check, write). Orchestration only; the work is in the writer."""
 
 from __future__ import annotations
 
-import io
+import argparse
 import logging
+import sys
 import traceback
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import IO, Any
 
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (
@@ -16,10 +17,13 @@ from airbyte_cdk.models import (
     FailureType,
     Status,
 )
+from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_heap_analytics.cli import config_error, ends_cleanly, failed_status
 from destination_heap_analytics.client import HeapConfigurationError
 from destination_heap_analytics.config import ConfigError, HeapConfig, parse_config
+from destination_heap_analytics.config_file import ConfigFileError, read_config_file
 from destination_heap_analytics.connection_check import check_connection
 from destination_heap_analytics.input_reader import read_messages
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
@@ -50,7 +54,38 @@ class DestinationHeapAnalytics(Destination):
             return AirbyteConnectionStatus(status=Status.FAILED, message=problem)
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
-    def _parse_input_stream(self, input_stream: io.TextIOWrapper) -> Iterable[AirbyteMessage]:
+    def run(self, args: list[str]) -> None:
+        """The CDK's run; an expected failure or Ctrl-C ends without a stack trace (cli.py)."""
+        with ends_cleanly(logger):
+            super().run(args)
+
+    def run_cmd(self, parsed_args: argparse.Namespace) -> Iterable[AirbyteMessage]:
+        """The CDK's run_cmd, except that this connector reads and validates the config.
+
+        The CDK's own validation would answer first, naming no field and quoting values.
+        """
+        if parsed_args.command not in ("check", "write"):
+            yield from super().run_cmd(parsed_args)
+            return
+        try:
+            config = read_config_file(parsed_args.config)
+        except ConfigFileError as error:
+            if parsed_args.command == "check":
+                yield failed_status(str(error))
+                return
+            raise config_error(str(error)) from None
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, config))
+        if parsed_args.command == "check":
+            yield self._run_check(config=config)
+        else:
+            parse_config_or_fail(config)  # before "Begin writing", as the CDK's validation was
+            yield from self._run_write(
+                config=config,
+                configured_catalog_path=parsed_args.catalog,
+                input_stream=sys.stdin.buffer,  # bytes: orjson parses them with no decoding pass
+            )
+
+    def _parse_input_stream(self, input_stream: IO[bytes]) -> Iterable[AirbyteMessage]:  # type: ignore[override]
         return read_messages(input_stream, self._input_stats, logger)
 
     def write(
@@ -87,9 +122,7 @@ def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:
     try:
         return parse_config(config)
     except ConfigError as error:
-        raise AirbyteTracedException(
-            message=str(error), internal_message=str(error), failure_type=FailureType.config_error
-        ) from None
+        raise config_error(str(error)) from None
 
 
 def as_traced_exception(error: Exception) -> AirbyteTracedException:

@@ -75,7 +75,17 @@ def test_check_fails_with_a_message_naming_the_field(sandbox, tmp_path, fault, f
     "overrides, field",
     [
         ({"base_url": "http://heapanalytics.com"}, "base_url"),
-        ({"api": {"api_type": "track", "event_column": "e", "identity_column": "a..b"}}, "api"),
+        (
+            {
+                "api": {
+                    "api_type": "track",
+                    "property_columns": "*",
+                    "event_column": "e",
+                    "identity_column": "a..b",
+                }
+            },
+            "api.identity_column",
+        ),
     ],
 )
 def test_check_reports_bad_config_without_crashing(tmp_path, overrides, field):
@@ -236,6 +246,7 @@ def test_write_with_an_invalid_config_fails_with_a_config_error_trace(tmp_path):
     (trace,) = run.of_type("TRACE")
     assert trace["trace"]["error"]["failure_type"] == "config_error"
     assert "base_url" in trace["trace"]["error"]["message"]
+    assert "Traceback" not in run.stdout + run.stderr
 
 
 def test_sample_run_with_a_bad_row_logs_no_record_contents(sandbox, tmp_path):

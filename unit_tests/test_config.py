@@ -1,12 +1,20 @@
-"""Config parsing: every 0.1.0 config stays valid, every bad field is named, nothing is mutated."""
+"""Config parsing: every 0.1.0 config stays valid, every bad field is named, nothing is mutated.
+
+spec.json decides types, ranges and required fields; the generated tests at the end check that
+the parser and a plain jsonschema validation of the spec never disagree.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft7Validator
 
 from destination_heap_analytics.config import (
     ApiType,
@@ -14,19 +22,45 @@ from destination_heap_analytics.config import (
     RateLimit,
     parse_config,
 )
+from destination_heap_analytics.config_schema import connection_specification
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_files"
-TRACK_API = {"api_type": "track", "event_column": "e", "identity_column": "i"}
+TRACK_API = {
+    "api_type": "track",
+    "property_columns": "*",
+    "event_column": "e",
+    "identity_column": "i",
+}
+USER_API = {"api_type": "add_user_properties", "property_columns": "*", "identity_column": "i"}
+ACCOUNT_API = {
+    "api_type": "add_account_properties",
+    "property_columns": "*",
+    "account_id_column": "a",
+}
 
 
 def config(**overrides) -> dict:
     return {"app_id": "11", "base_url": "https://heapanalytics.com", "api": TRACK_API, **overrides}
 
 
-def error_field(raw: dict) -> str:
+def without(raw: dict, *path: str) -> dict:
+    """A deep copy of `raw` with the field at `path` left out."""
+    copied = copy.deepcopy(raw)
+    parent = copied
+    for name in path[:-1]:
+        parent = parent[name]
+    del parent[path[-1]]
+    return copied
+
+
+def error_of(raw: object) -> ConfigError:
     with pytest.raises(ConfigError) as raised:
         parse_config(raw)
-    return raised.value.field
+    return raised.value
+
+
+def error_field(raw: object) -> str:
+    return error_of(raw).field
 
 
 @pytest.mark.parametrize(
@@ -73,9 +107,9 @@ def test_property_columns_are_split_trimmed_and_deduplicated():
     assert parsed.mapping.property_columns[1].segments == ("b", "c")
 
 
-@pytest.mark.parametrize("value", ["*", " * ", None])
-def test_star_or_absent_property_columns_mean_all(value):
-    api = {**TRACK_API, "property_columns": value} if value is not None else TRACK_API
+@pytest.mark.parametrize("value", ["*", " * ", "", " , "])
+def test_star_or_empty_property_columns_mean_all(value):
+    api = {**TRACK_API, "property_columns": value}
     assert parse_config(config(api=api)).mapping.property_columns is None
 
 
@@ -86,10 +120,29 @@ def test_base_url_trailing_slash_and_path_prefix_are_kept_correctly():
     )
 
 
-def test_base_url_defaults_to_us_host():
-    raw = config()
-    del raw["base_url"]
-    assert parse_config(raw).base_url == "https://heapanalytics.com"
+def test_an_empty_base_url_means_the_us_host():
+    assert parse_config(config(base_url=" ")).base_url == "https://heapanalytics.com"
+
+
+@pytest.mark.parametrize("path", [("base_url",), ("api", "property_columns")])
+def test_required_fields_with_a_default_are_still_required(path):
+    # The spec requires them; its default is what the Airbyte UI prefills.
+    assert error_field(without(config(), *path)) == ".".join(path)
+
+
+def test_optional_fields_left_out_take_the_specs_defaults():
+    parsed = parse_config(config())
+    spec = connection_specification()["properties"]
+    assert parsed.batch_size == spec["batch_size"]["default"]
+    assert parsed.max_concurrent_requests == spec["max_concurrent_requests"]["default"]
+    assert parsed.max_retry_seconds == spec["max_retry_seconds"]["default"]
+
+
+def test_whole_numbers_written_as_floats_are_accepted_as_integers():
+    # JSON Schema draft 7 counts 10.0 as an integer, so the parser must too.
+    parsed = parse_config(config(batch_size=10.0, max_retry_seconds=60.0))
+    assert (parsed.batch_size, parsed.max_retry_seconds) == (10, 60)
+    assert type(parsed.batch_size) is int
 
 
 @pytest.mark.parametrize(
@@ -100,7 +153,17 @@ def test_plain_http_is_allowed_only_for_loopback(url):
 
 
 @pytest.mark.parametrize(
-    "url", ["http://heapanalytics.com", "ftp://x", "heapanalytics.com", "https://", 5]
+    "url",
+    [
+        "http://heapanalytics.com",
+        "ftp://x",
+        "heapanalytics.com",
+        "https://",
+        "http://[::1",
+        "https://h.example/?q=1",
+        5,
+        None,
+    ],
 )
 def test_other_base_urls_are_config_errors(url):
     assert error_field(config(base_url=url)) == "base_url"
@@ -109,35 +172,102 @@ def test_other_base_urls_are_config_errors(url):
 @pytest.mark.parametrize(
     "raw, field",
     [
-        ({"api": TRACK_API}, "app_id"),
+        ([config()], "config"),
+        (without(config(), "app_id"), "app_id"),
         (config(app_id="  "), "app_id"),
         (config(app_id=True), "app_id"),
+        (config(app_id=11), "app_id"),
+        (without(config(), "api"), "api"),
         (config(api=None), "api"),
+        (config(api="track"), "api"),
         (config(api={"api_type": "delete"}), "api.api_type"),
-        (config(api={"api_type": "track", "identity_column": "i"}), "api.event_column"),
-        (config(api={"api_type": "track", "event_column": "e"}), "api.identity_column"),
-        (config(api={"api_type": "add_user_properties"}), "api.identity_column"),
-        (config(api={"api_type": "add_account_properties"}), "api.account_id_column"),
+        (config(api={"property_columns": "*"}), "api.api_type"),
+        (config(api={**TRACK_API, "api_type": 1}), "api.api_type"),
+        (without(config(), "api", "event_column"), "api.event_column"),
+        (without(config(), "api", "identity_column"), "api.identity_column"),
+        (config(api={**TRACK_API, "identity_column": " "}), "api.identity_column"),
+        (without(config(api=USER_API), "api", "identity_column"), "api.identity_column"),
+        (config(api={**USER_API, "identity_column": 5}), "api.identity_column"),
+        (without(config(api=ACCOUNT_API), "api", "account_id_column"), "api.account_id_column"),
         (config(api={**TRACK_API, "event_column": "a,b"}), "api.event_column"),
         (config(api={**TRACK_API, "event_column": 3}), "api.event_column"),
         (config(api={**TRACK_API, "timestamp_column": "a..b"}), "api.timestamp_column"),
+        (config(api={**TRACK_API, "timestamp_column": None}), "api.timestamp_column"),
         (config(api={**TRACK_API, "property_columns": "*,a"}), "api.property_columns"),
         (config(api={**TRACK_API, "property_columns": ["a"]}), "api.property_columns"),
         (config(batch_size=0), "batch_size"),
         (config(batch_size=1001), "batch_size"),
         (config(batch_size="10"), "batch_size"),
+        (config(batch_size=10.5), "batch_size"),
+        (config(batch_size=None), "batch_size"),
+        (config(batch_size=True), "batch_size"),
         (config(max_concurrent_requests=17), "max_concurrent_requests"),
         (config(max_events_per_minute=-1), "max_events_per_minute"),
+        (config(max_events_per_minute=10_000_001), "max_events_per_minute"),
         (config(max_retry_seconds=-5), "max_retry_seconds"),
+        (config(max_retry_seconds=86_401), "max_retry_seconds"),
     ],
 )
 def test_every_bad_field_is_named(raw, field):
     assert error_field(raw) == field
 
 
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            without(config(), "api", "identity_column"),
+            "Invalid configuration field 'api.identity_column': is required for this API type",
+        ),
+        (
+            config(api={"api_type": "delete", "property_columns": "*"}),
+            "Invalid configuration field 'api.api_type': must be one of track, "
+            "add_user_properties, add_account_properties",
+        ),
+        (
+            config(batch_size=0),
+            "Invalid configuration field 'batch_size': must be a whole number from 1 to 1000",
+        ),
+        (
+            config(app_id=11),
+            "Invalid configuration field 'app_id': must be a string, not a number; "
+            "write it in double quotes",
+        ),
+        (
+            config(api=[TRACK_API]),
+            "Invalid configuration field 'api': must be an object, not a list",
+        ),
+        (
+            config(max_retry_seconds="600"),
+            "Invalid configuration field 'max_retry_seconds': must be a whole number from 0 to "
+            "86400, not a string",
+        ),
+    ],
+)
+def test_messages_state_the_specs_rule_for_the_field(raw, message):
+    assert str(error_of(raw)) == message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        config(app_id=987_654_321),
+        config(batch_size=987_654_321),
+        config(max_events_per_minute=-987_654_321),
+        config(base_url="http://SECRET-host.example"),
+        config(api={**TRACK_API, "event_column": "SECRET..column"}),
+        config(api={**TRACK_API, "identity_column": ["SECRET"]}),
+        config(api={"api_type": "SECRET-type"}),
+    ],
+)
+def test_messages_never_echo_the_value(raw):
+    message = str(error_of(raw))
+    assert "SECRET" not in message and "987654321" not in message
+
+
 def test_error_messages_name_the_field():
     with pytest.raises(ConfigError, match="'api.identity_column'"):
-        parse_config(config(api={"api_type": "track", "event_column": "e"}))
+        parse_config(without(config(), "api", "identity_column"))
 
 
 def test_default_pacing_is_heaps_documented_limits():
@@ -146,9 +276,7 @@ def test_default_pacing_is_heaps_documented_limits():
     assert pacing.per_identity == RateLimit(1_000, 60.0)
     single = parse_config(config(batch_size=1)).pacing
     assert single.per_app is None and single.per_identity == RateLimit(30, 30.0)
-    accounts = parse_config(
-        config(api={"api_type": "add_account_properties", "account_id_column": "a"})
-    ).pacing
+    accounts = parse_config(config(api=ACCOUNT_API)).pacing
     assert not accounts.enabled
 
 
@@ -160,15 +288,7 @@ def test_max_events_per_minute_overrides_and_zero_disables_pacing():
 def test_idempotency_key_column_is_track_only():
     parsed = parse_config(config(api={**TRACK_API, "idempotency_key_column": "meta.id"}))
     assert parsed.mapping.idempotency_key_column.segments == ("meta", "id")
-    users = parse_config(
-        config(
-            api={
-                "api_type": "add_user_properties",
-                "identity_column": "i",
-                "idempotency_key_column": "x",
-            }
-        )
-    )
+    users = parse_config(config(api={**USER_API, "idempotency_key_column": "x"}))
     assert users.mapping.idempotency_key_column is None
 
 
@@ -184,3 +304,162 @@ def test_pacing_time_scale_env_shrinks_every_window(monkeypatch):
 def test_bad_pacing_time_scale_is_a_config_error(monkeypatch, value):
     monkeypatch.setenv("DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE", value)
     assert error_field(config()) == "DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE"
+
+
+# -- Generated configs: the spec (plain jsonschema) and the parser give the same verdict ----------
+
+SPEC = connection_specification()
+SPEC_VALIDATOR = Draft7Validator(SPEC)
+MARK = "Zq9"
+"""In every generated string, so a message that echoes any generated string is caught."""
+
+BASE_APIS = {
+    "track": TRACK_API,
+    "add_user_properties": USER_API,
+    "add_account_properties": ACCOUNT_API,
+}
+API_FIELDS = sorted(
+    {name for option in SPEC["properties"]["api"]["oneOf"] for name in option["properties"]}
+)
+FIELD_PATHS = [(name,) for name in SPEC["properties"]] + [("api", name) for name in API_FIELDS]
+ABSENT = object()
+
+BOUNDS = sorted(
+    {
+        bound
+        for field in SPEC["properties"].values()
+        for bound in (field.get("minimum"), field.get("maximum"))
+        if bound is not None
+    }
+)
+marked_text = st.text(max_size=8).map(lambda text: MARK + text)
+column_path = st.lists(st.from_regex(r"[a-z0-9_]{1,4}", fullmatch=True), min_size=1, max_size=3)
+clean_columns = column_path.map(lambda parts: MARK + ".".join(parts))
+CLEAN_URLS = [
+    "https://heapanalytics.com",
+    "https://c.eu.heap-api.com/",
+    f"https://{MARK}.example/heap",
+    "http://127.0.0.1:8080",
+    "http://localhost:1",
+]
+AWKWARD_STRINGS = [
+    "",
+    " ",
+    "*",
+    " * ",
+    ",",
+    f"*,{MARK}",
+    f"{MARK}..b",
+    f".{MARK}",
+    f"{MARK},b",
+    f"{MARK}, b.c",
+    f"http://{MARK}.example",
+    f"ftp://{MARK}",
+    f"https://{MARK}.example/?q=1",
+    f"https://{MARK}.example#f",
+    f"http://[{MARK}",
+    "https://",
+    *BASE_APIS,
+]
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.sampled_from(BOUNDS).flatmap(lambda bound: st.integers(bound - 2, bound + 2))
+    | st.integers(-(10**12), 10**12)
+    | st.integers(0, 2000).map(float)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+strings = (
+    marked_text
+    | clean_columns
+    | clean_columns.map(lambda column: f"{column},{column}.x")
+    | st.sampled_from(CLEAN_URLS)
+    | st.sampled_from(AWKWARD_STRINGS)
+)
+containers = st.lists(marked_text, max_size=2) | st.dictionaries(marked_text, scalars, max_size=2)
+any_value = st.just(ABSENT) | scalars | strings | containers
+
+
+def semantically_clean(path: tuple[str, ...], value: object) -> bool:
+    """True when a value can only fail the parser by failing the spec.
+
+    Rules a JSON schema cannot state (dot paths, https, non-blank) apply to strings only, and
+    these strings satisfy them; anything else is judged by the spec alone.
+    """
+    if not isinstance(value, str):
+        return True
+    name = path[-1]
+    column = r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*"
+    if name == "base_url":
+        return value in CLEAN_URLS
+    if name == "app_id":
+        return bool(value.strip())
+    if name == "property_columns":
+        return value.strip() == "*" or re.fullmatch(rf"{column}(, ?{column})*", value) is not None
+    if name == "api_type":
+        return True
+    return re.fullmatch(column, value) is not None
+
+
+def values_for(path: tuple[str, ...]) -> st.SearchStrategy:
+    """Mostly values of the field's own JSON type, so that the later fields get judged too."""
+    kind = SPEC["properties"][path[0]]["type"] if len(path) == 1 else "string"
+    typed = {
+        "integer": scalars,
+        "string": strings,
+        "object": st.sampled_from(list(BASE_APIS.values())),
+    }[kind]
+    return st.one_of(typed, typed, typed, any_value)
+
+
+@st.composite
+def generated_configs(draw) -> tuple[dict, dict[tuple[str, ...], object]]:
+    """A valid config of a random API type with one to three fields replaced or left out."""
+    raw = config(api=dict(BASE_APIS[draw(st.sampled_from(sorted(BASE_APIS)))]))
+    paths = draw(st.lists(st.sampled_from(FIELD_PATHS), min_size=1, max_size=3, unique=True))
+    changed: dict[tuple[str, ...], object] = {}
+    for path in sorted(paths, key=len):  # `api` before `api.*`
+        parent = raw if len(path) == 1 else raw.get("api")
+        if not isinstance(parent, dict):
+            continue
+        value = draw(values_for(path))
+        changed[path] = value
+        if value is ABSENT:
+            parent.pop(path[-1], None)
+        elif isinstance(value, dict):
+            parent[path[-1]] = dict(value)
+        else:
+            parent[path[-1]] = value
+    return raw, changed
+
+
+def echoed(message: str, changed: dict) -> bool:
+    long_numbers = (v for v in changed.values() if type(v) is int and abs(v) >= 100_000)
+    return MARK in message or any(str(number) in message for number in long_numbers)
+
+
+def spec_value(raw: dict, field: str) -> object:
+    return raw.get(field, SPEC["properties"][field].get("default"))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(generated_configs())
+def test_the_parser_and_the_spec_never_disagree(generated):
+    raw, changed = generated
+    spec_accepts = SPEC_VALIDATOR.is_valid(raw)
+    try:
+        parsed, error = parse_config(raw), None
+    except ConfigError as raised:
+        parsed, error = None, raised
+    if not spec_accepts:
+        assert error is not None, "the parser accepted a config the spec rejects"
+        assert error.field.split(".")[0] in {path[0] for path in changed}
+    elif error is not None:
+        unclean = {".".join(p) for p, v in changed.items() if not semantically_clean(p, v)}
+        assert error.field in unclean, f"the spec and the parser's rules accept it: {error}"
+    else:
+        assert parsed.app_id == raw["app_id"].strip()
+        for field in ("batch_size", "max_concurrent_requests", "max_retry_seconds"):
+            assert getattr(parsed, field) == spec_value(raw, field)
+    if error is not None:
+        assert not echoed(str(error), changed), str(error)

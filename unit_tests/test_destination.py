@@ -46,7 +46,7 @@ def make_config(base_url: str, **api: str) -> dict:
 
 def bad_config(base_url: str) -> dict:
     """Track without an identity column."""
-    return make_config(base_url, api_type="track", event_column="event")
+    return make_config(base_url, api_type="track", event_column="event", property_columns="*")
 
 
 def catalog() -> ConfiguredAirbyteCatalog:

@@ -98,7 +98,8 @@ class Make(RecordTransformer):
 
 
 def transformer(api_type: str, **api: str) -> Make:
-    config = parse_config({"app_id": "11", "api": {"api_type": api_type, **api}})
+    api = {"api_type": api_type, "property_columns": "*", **api}
+    config = parse_config({"app_id": "11", "base_url": "https://heapanalytics.com", "api": api})
     return Make(config.mapping, now=lambda: FIXED_NOW)
 
 
@@ -665,7 +666,8 @@ def robustness_transformer(api_type: str, columns: str, key_column: str) -> Make
         api.update(identity_column=key_column)
     else:
         api.update(account_id_column=key_column)
-    return Make(parse_config({"app_id": "1", "api": api}).mapping, now=lambda: FIXED_NOW)
+    config = {"app_id": "1", "base_url": "https://heap.test", "api": api}
+    return Make(parse_config(config).mapping, now=lambda: FIXED_NOW)
 
 
 @settings(max_examples=150, deadline=None)

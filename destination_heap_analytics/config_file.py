@@ -1,0 +1,51 @@
+"""Read the `--config` file with errors a user can act on.
+
+The CDK's reader ends an unreadable or non-JSON file with a FATAL log, a Python stack trace and a
+system_error, and its JSON error can quote the file's text. Here each problem becomes one
+sentence naming the file and the problem (with a line and column for bad JSON), never the file's
+contents, so `check` can answer FAILED and `write` a config_error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from destination_heap_analytics.config_schema import json_kind
+
+
+class ConfigFileError(ValueError):
+    """The config file cannot be used at all; the message never quotes its contents."""
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+    except FileNotFoundError:
+        raise ConfigFileError(f"The config file {path} does not exist.") from None
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigFileError(f"The config file {path} could not be read: {reason}.") from None
+    return parse_config_text(raw, path)
+
+
+def parse_config_text(raw: bytes, path: str) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigFileError(
+            f"The config file {path} is not UTF-8 text (byte {error.start + 1})."
+        ) from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigFileError(
+            f"The config file {path} is not valid JSON: {error.msg} at line {error.lineno}, "
+            f"column {error.colno}."
+        ) from None
+    if not isinstance(config, dict):
+        raise ConfigFileError(
+            f"The config file {path} must hold a JSON object ({{...}}), not {json_kind(config)}."
+        )
+    return config
