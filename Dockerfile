@@ -8,7 +8,10 @@ ARG BASE_IMAGE=docker.io/airbyte/python-connector-base:4.0.2@sha256:9fdb1888c426
 
 FROM ${BASE_IMAGE} AS builder
 WORKDIR /airbyte/integration_code
-COPY setup.py main.py README.md ./
+# What `pip install .` reads: the build backend (pyproject.toml), setup.py with the files it opens
+# (README.md, LICENSE; the version is in the package), and the package. There is no Docker engine
+# on our machines, so integration_tests/test_package.py builds the wheel from exactly these COPYs.
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY destination_heap_analytics ./destination_heap_analytics
 RUN pip install --no-cache-dir .
 

@@ -1,6 +1,18 @@
-"""Packaging for destination-heap-analytics (console script of the same name)."""
+"""Packaging for the distribution airbyte-destination-heap-analytics.
+
+The distribution name follows Airbyte's `airbyte-<connector name>` convention, under which
+PyAirbyte looks up the installed version. The import package stays `destination_heap_analytics`
+and the console script stays `destination-heap-analytics`, the connector's name, which Airbyte's
+image entry point and PyAirbyte both run.
+"""
+
+import runpy
+from pathlib import Path
 
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+PACKAGE = "destination_heap_analytics"
 
 MAIN_REQUIREMENTS = [
     "airbyte-cdk>=7.39,<8",
@@ -14,18 +26,38 @@ TEST_REQUIREMENTS = [
     "pytest>=8,<10",
     "requests-mock>=1.12,<2",
     "hypothesis>=6.100,<7",
+    "uv>=0.8,<1",  # integration_tests/test_package.py installs the built wheel with it
 ]
 
 DEV_REQUIREMENTS = ["ruff==0.17.6"]
 
+
+def single_source_version() -> str:
+    """Read `__version__` from the package's _version.py.
+
+    Running that one file, rather than importing the package, keeps setup.py working before
+    airbyte-cdk and the other dependencies are installed.
+    """
+    return runpy.run_path(str(HERE / PACKAGE / "_version.py"))["__version__"]
+
+
 setup(
-    name="destination_heap_analytics",
-    version="0.2.0",
+    name="airbyte-destination-heap-analytics",
+    version=single_source_version(),
     description="Airbyte destination that loads records into Heap Analytics.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
     author="destination-heap-analytics maintainers",
-    packages=find_packages(exclude=("unit_tests", "integration_tests", "bench")),
+    license_expression="MIT",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+    ],
+    packages=find_packages(exclude=("unit_tests*", "integration_tests*", "bench*")),
     install_requires=MAIN_REQUIREMENTS,
-    package_data={"destination_heap_analytics": ["spec.json"]},
+    package_data={PACKAGE: ["spec.json"]},
     python_requires=">=3.10,<3.15",
     extras_require={"tests": TEST_REQUIREMENTS, "dev": DEV_REQUIREMENTS},
     entry_points={

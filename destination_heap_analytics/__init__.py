@@ -1,5 +1,6 @@
 """Airbyte destination that loads records into Heap Analytics through its server-side APIs."""
 
+from destination_heap_analytics._version import __version__
 from destination_heap_analytics.destination import DestinationHeapAnalytics
 
-__all__ = ["DestinationHeapAnalytics"]
+__all__ = ["DestinationHeapAnalytics", "__version__"]
