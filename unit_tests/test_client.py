@@ -344,14 +344,33 @@ def malformed_header_server() -> Iterator[str]:
     def serve() -> None:
         connection, _ = listener.accept()
         with connection:
-            connection.recv(65536)
+            connection.settimeout(5)
+            read_request(connection)
             connection.sendall(answer)
+            connection.shutdown(socket.SHUT_WR)  # no reset while the client reads the answer
+            while connection.recv(65536):
+                pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{listener.getsockname()[1]}/api/track"
     thread.join(timeout=5)
     listener.close()
+
+
+def read_request(connection: socket.socket) -> None:
+    """The whole request, headers and body, so closing never resets unread data."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += connection.recv(65536)
 
 
 def test_urllib3_warning_on_a_malformed_header_does_not_quote_it(malformed_header_server, caplog):
