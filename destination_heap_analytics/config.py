@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -68,16 +70,31 @@ class ColumnPath:
 
 
 @dataclass(frozen=True)
+class PropertyColumn:
+    """A property column: the value at `path` is sent under `name` (`plan as subscription_plan`;
+    without `as`, the name is the path as written)."""
+
+    path: ColumnPath
+    name: str
+
+
+@dataclass(frozen=True)
 class ColumnMapping:
-    """Which record columns feed which Heap fields; `property_columns=None` means every leaf."""
+    """Which record columns feed which Heap fields; `property_columns=None` means every leaf.
+
+    `exclude_columns` are dotted record paths never sent as properties, with everything under
+    them; `event_name` is a constant event name, the alternative to `event_column` for track.
+    """
 
     api_type: ApiType
-    property_columns: tuple[ColumnPath, ...] | None
+    property_columns: tuple[PropertyColumn, ...] | None
     identity_column: ColumnPath | None = None
     event_column: ColumnPath | None = None
+    event_name: str | None = None
     timestamp_column: ColumnPath | None = None
     account_id_column: ColumnPath | None = None
     idempotency_key_column: ColumnPath | None = None
+    exclude_columns: frozenset[str] = frozenset()
 
     def configured_columns(self) -> tuple[ColumnPath, ...]:
         """Every explicitly named column, for the 'column never seen' report."""
@@ -88,7 +105,17 @@ class ColumnMapping:
             self.account_id_column,
             self.idempotency_key_column,
         )
-        return tuple(self.property_columns or ()) + tuple(c for c in singles if c is not None)
+        properties = tuple(column.path for column in self.property_columns or ())
+        return properties + tuple(c for c in singles if c is not None)
+
+
+@dataclass(frozen=True)
+class StreamMapping:
+    """A `streams` entry: the mapping of one stream (of one namespace, or of any when None)."""
+
+    stream: str
+    namespace: str | None
+    mapping: ColumnMapping
 
 
 @dataclass(frozen=True)
@@ -116,26 +143,38 @@ class Pacing:
 class HeapConfig:
     app_id: str
     base_url: str
-    mapping: ColumnMapping
+    default_mapping: ColumnMapping | None
+    """The top-level `api`: the mapping of every stream `streams` does not list."""
+    stream_mappings: tuple[StreamMapping, ...]
     batch_size: int
     max_concurrent_requests: int
-    pacing: Pacing
+    pacing_by_api: Mapping[ApiType, Pacing]
     max_retry_seconds: float
-
-    @property
-    def api_type(self) -> ApiType:
-        return self.mapping.api_type
+    pacing_time_scale: float = 1.0
 
     def mapping_for(self, stream: StreamId) -> ColumnMapping | None:
-        """The mapping of a stream of the catalog; None when it has none."""
-        return self.mapping
+        """The mapping of a stream: its `streams` entry (same namespace, else the entry without
+        a namespace, else the only entry of that name, as the catalog matches rewritten
+        namespaces by name), else the top-level `api`; None when it has none."""
+        namespace, name = stream
+        named = [entry for entry in self.stream_mappings if entry.stream == name]
+        for entry in named:
+            if entry.namespace == namespace:
+                return entry.mapping
+        for entry in named:
+            if entry.namespace is None:
+                return entry.mapping
+        if len(named) == 1:
+            return named[0].mapping
+        return self.default_mapping
+
+    def mappings(self) -> tuple[ColumnMapping, ...]:
+        """Every mapping of the config, the default one first."""
+        listed = tuple(entry.mapping for entry in self.stream_mappings)
+        return ((self.default_mapping,) if self.default_mapping else ()) + listed
 
     def pacing_for(self, api_type: ApiType) -> Pacing:
-        return self.pacing
-
-    @property
-    def endpoint_url(self) -> str:
-        return endpoint_url(self.base_url, self.api_type)
+        return self.pacing_by_api[api_type]
 
     @property
     def uses_bulk_form(self) -> bool:
@@ -156,16 +195,28 @@ def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
     """
     config = with_spec_defaults(raw)
     check_against_spec(config)
-    mapping = _parse_mapping(config["api"])
+    default_mapping = _parse_mapping(config["api"], "api") if "api" in config else None
+    stream_mappings = _parse_streams(config.get("streams", []))
+    if default_mapping is None and not stream_mappings:
+        raise ConfigError(
+            "api",
+            "is required unless 'streams' lists a mapping: set a default mapping in 'api', "
+            "one per stream in 'streams', or both",
+        )
     batch_size = int(config["batch_size"])
+    scale = pacing_time_scale()
     return HeapConfig(
         app_id=_parse_app_id(config["app_id"]),
         base_url=parse_base_url(config["base_url"]),
-        mapping=mapping,
+        default_mapping=default_mapping,
+        stream_mappings=stream_mappings,
         batch_size=batch_size,
         max_concurrent_requests=int(config["max_concurrent_requests"]),
-        pacing=_parse_pacing(config, mapping.api_type, bulk=batch_size > 1),
+        pacing_by_api=MappingProxyType(
+            {api: _parse_pacing(config, api, batch_size > 1, scale) for api in ApiType}
+        ),
         max_retry_seconds=int(config["max_retry_seconds"]),
+        pacing_time_scale=scale,
     )
 
 
@@ -224,28 +275,67 @@ def _is_loopback(host: str) -> bool:
 SINGLE_COLUMN_FIELDS = frozenset(field.name for field in fields(ColumnMapping)) - {
     "api_type",
     "property_columns",
+    "event_name",
+    "exclude_columns",
 }
 """The `api` settings that name one column; which of them an API type takes, and which it
 requires, is read from that API type's option in spec.json."""
 
 
-def _parse_mapping(api: Mapping[str, Any]) -> ColumnMapping:
+def _parse_streams(entries: list[Mapping[str, Any]]) -> tuple[StreamMapping, ...]:
+    parsed: list[StreamMapping] = []
+    listed: dict[tuple[str | None, str], int] = {}
+    for index, entry in enumerate(entries):
+        field = f"streams[{index}]"
+        name = entry["stream"].strip()
+        if not name:
+            raise ConfigError(f"{field}.stream", "is empty: name a stream of the catalog")
+        namespace = entry.get("namespace", "").strip() or None
+        if (namespace, name) in listed:
+            raise ConfigError(
+                f"{field}.stream",
+                f"stream '{name}' is already listed in streams[{listed[namespace, name]}]; "
+                "list each stream once",
+            )
+        listed[namespace, name] = index
+        parsed.append(StreamMapping(name, namespace, _parse_mapping(entry["api"], f"{field}.api")))
+    return tuple(parsed)
+
+
+def _parse_mapping(api: Mapping[str, Any], field: str) -> ColumnMapping:
+    """One `api` object (top-level or a `streams` entry's); `field` names it in errors."""
     api_type = ApiType(api["api_type"])
     option = chosen_option(connection_specification()["properties"]["api"], api)
     columns = {
-        name: _parse_single_column(api, name, required=name in option["required"])
+        name: _parse_single_column(api, name, f"{field}.{name}", name in option["required"])
         for name in option["properties"]
         if name in SINGLE_COLUMN_FIELDS
     }
+    event_name = None
+    if api_type is ApiType.TRACK:
+        event_name = _parse_event_name(api, field, has_column=columns["event_column"] is not None)
+    property_columns = _parse_property_columns(api["property_columns"], f"{field}.property_columns")
+    excluded = _parse_exclude_columns(api.get("exclude_columns", ""), f"{field}.exclude_columns")
+    for column in property_columns or ():
+        name = column.path.name
+        if any(name == base or name.startswith(f"{base}.") for base in excluded):
+            raise ConfigError(
+                f"{field}.exclude_columns",
+                "excludes a column that property_columns lists; exclusions apply to what * "
+                "or an object column sends, so remove the column from one of the two",
+            )
     return ColumnMapping(
         api_type=api_type,
-        property_columns=_parse_property_columns(api["property_columns"]),
+        property_columns=property_columns,
+        event_name=event_name,
+        exclude_columns=excluded,
         **columns,
     )
 
 
-def _parse_single_column(api: Mapping[str, Any], name: str, required: bool) -> ColumnPath | None:
-    field = f"api.{name}"
+def _parse_single_column(
+    api: Mapping[str, Any], name: str, field: str, required: bool
+) -> ColumnPath | None:
     value = api.get(name, "")
     if not value.strip():
         if required:
@@ -256,20 +346,66 @@ def _parse_single_column(api: Mapping[str, Any], name: str, required: bool) -> C
     return ColumnPath.parse(value, field)
 
 
-def _parse_property_columns(value: str) -> tuple[ColumnPath, ...] | None:
-    field = "api.property_columns"
-    names = [name.strip() for name in value.split(",")]
-    names = [name for name in names if name]
-    if not names or names == ["*"]:
+def _parse_event_name(api: Mapping[str, Any], field: str, has_column: bool) -> str | None:
+    """Track takes the event name from a column or as a constant: exactly one of the two."""
+    name = api.get("event_name", "").strip() or None
+    column_field, name_field = f"{field}.event_column", f"{field}.event_name"
+    if has_column and name is not None:
+        raise ConfigError(column_field, "are both set; set exactly one of them", name_field)
+    if not has_column and name is None:
+        raise ConfigError(column_field, "are both empty; set exactly one of them", name_field)
+    if name is not None and len(name) > heap_limits.MAX_EVENT_NAME_LENGTH:
+        raise ConfigError(
+            f"{field}.event_name",
+            f"is longer than Heap's {heap_limits.MAX_EVENT_NAME_LENGTH} characters",
+        )
+    return name
+
+
+_RENAME = re.compile(r"(?P<path>.+?)\s+as\s+(?P<name>.+)", re.IGNORECASE | re.DOTALL)
+
+
+def _parse_property_columns(value: str, field: str) -> tuple[PropertyColumn, ...] | None:
+    entries = [entry.strip() for entry in value.split(",")]
+    entries = [entry for entry in entries if entry]
+    if not entries or entries == ["*"]:
         return None
-    if "*" in names:
+    if "*" in entries:
         raise ConfigError(field, "use * alone (all columns) or a list of columns, not both")
-    unique = list(dict.fromkeys(names))
-    return tuple(ColumnPath.parse(name, field) for name in unique)
+    columns: list[PropertyColumn] = []
+    named: dict[str, int] = {}
+    for position, entry in enumerate(dict.fromkeys(entries), start=1):
+        column = _parse_property_column(entry, field)
+        if column.name in named:
+            raise ConfigError(
+                field,
+                f"entries {named[column.name]} and {position} give the same property name; "
+                "rename one with 'as'",
+            )
+        named[column.name] = position
+        columns.append(column)
+    return tuple(columns)
 
 
-def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool) -> Pacing:
-    """Heap's documented limits by default; max_events_per_minute overrides the per-app one.
+def _parse_property_column(entry: str, field: str) -> PropertyColumn:
+    renamed = _RENAME.fullmatch(entry)
+    if renamed is None:
+        path = ColumnPath.parse(entry, field)
+        return PropertyColumn(path, path.name)
+    name = renamed["name"].strip()
+    if not name or len(name) > heap_limits.MAX_PROPERTY_LENGTH:
+        raise ConfigError(field, "a name after 'as' must have 1 to 1023 characters")
+    return PropertyColumn(ColumnPath.parse(renamed["path"], field), name)
+
+
+def _parse_exclude_columns(value: str, field: str) -> frozenset[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    return frozenset(ColumnPath.parse(name, field).name for name in names)
+
+
+def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool, scale: float) -> Pacing:
+    """Heap's documented limits by default; max_events_per_minute overrides the per-app one
+    (of each API type: Heap documents its limits per API).
 
     0 turns client-side pacing off entirely (per identity too), for users whose Heap contract
     raises the limits.
@@ -283,7 +419,6 @@ def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool) -> Paci
         if minute == 0:
             return Pacing(per_app=None, per_identity=None)
         per_app = RateLimit(minute, 60.0)
-    scale = pacing_time_scale()
     return Pacing(
         per_app=_scaled(per_app, scale), per_identity=_scaled(per_identity, scale), time_scale=scale
     )

@@ -33,11 +33,16 @@ _TYPE_WORDS = {
 
 
 class ConfigError(ValueError):
-    """A config value the user must fix; the message names the field and never echoes a value."""
+    """A config value the user must fix; the message names the field (or the fields that must
+    be set together) and never echoes a value."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"Invalid configuration field '{field}': {problem}")
+    def __init__(self, field: str, problem: str, *also: str) -> None:
+        fields = (field, *also)
+        names = " and ".join(f"'{name}'" for name in fields)
+        noun = "field" if len(fields) == 1 else "fields"
+        super().__init__(f"Invalid configuration {noun} {names}: {problem}")
         self.field = field
+        self.fields = fields
 
 
 @cache
@@ -128,7 +133,7 @@ def _option_index(options: Sequence[Mapping[str, Any]], key: str, value: Any) ->
 
 
 def _translate(error: ValidationError, in_branch: bool) -> ConfigError:
-    path = [str(part) for part in error.absolute_path]
+    path = list(error.absolute_path)
     if error.validator == "oneOf":
         return _option_error(error, path)
     if error.validator == "required":
@@ -138,7 +143,7 @@ def _translate(error: ValidationError, in_branch: bool) -> ConfigError:
     return ConfigError(_field(path), _problem(error))
 
 
-def _option_error(error: ValidationError, path: list[str]) -> ConfigError:
+def _option_error(error: ValidationError, path: list[str | int]) -> ConfigError:
     """Pick the option the user chose by its discriminator and report that option's error.
 
     jsonschema can only say that no option matched; the user meant one of them, and needs to
@@ -159,8 +164,12 @@ def _option_error(error: ValidationError, path: list[str]) -> ConfigError:
     return _translate(first, in_branch=True)
 
 
-def _field(path: list[str]) -> str:
-    return ".".join(path) or ROOT_FIELD
+def _field(path: list[str | int]) -> str:
+    """`streams[2].api.event_name`: list positions in brackets, as users read them."""
+    field = ""
+    for part in path:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else part)
+    return field or ROOT_FIELD
 
 
 def _problem(error: ValidationError) -> str:

@@ -42,9 +42,7 @@ class DestinationHeapAnalytics(Destination):
         """Never raises: the CDK does not turn an exception in check into a FAILED status."""
         try:
             settings = parse_config(config)
-            logger.info(
-                f"Checking Heap at {settings.base_url} for api_type {settings.api_type.value}"
-            )
+            logger.info(f"Checking Heap at {settings.base_url}")
             problem = check_connection(settings)
         except ConfigError as error:
             problem = str(error)

@@ -73,7 +73,10 @@ def compile_transform(mapping: ColumnMapping, rules: Rules) -> Callable[[dict, b
     fields: list[tuple[str, str]] = []
     if mapping.api_type is ApiType.TRACK:
         _text(source, "identity", mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH, rules)
-        _text(source, "event", mapping.event_column, heap_limits.MAX_EVENT_NAME_LENGTH, rules)
+        if mapping.event_name is not None:
+            source.add(f"event = {mapping.event_name!r}")
+        else:
+            _text(source, "event", mapping.event_column, heap_limits.MAX_EVENT_NAME_LENGTH, rules)
         _timestamp(source, mapping.timestamp_column, rules)
         fields += [("identity", "identity"), ("event", "event"), ("timestamp", "timestamp")]
     elif mapping.api_type is ApiType.ADD_USER_PROPERTIES:
@@ -133,10 +136,16 @@ def _timestamp(source: _Source, column: ColumnPath | None, rules: Rules) -> None
 
 def _properties(source: _Source, mapping: ColumnMapping, rules: Rules) -> None:
     source.add("properties = {}")
+    excluded = mapping.exclude_columns
     if mapping.property_columns is None:
-        source.add("flatten_value(data, '', properties, stats, 1)")
+        arguments = "data, '', properties, stats, 1"
+        if excluded:
+            arguments += f", {source.name('excluded', excluded)}"
+        source.add(f"flatten_value({arguments})")
     else:
-        for column in mapping.property_columns:
+        for property_column in mapping.property_columns:
+            column, name = property_column.path, property_column.name
+            below = frozenset(e for e in excluded if e.startswith(f"{column.name}."))
             _fetch(source, column, rules)
             source.add("kind = value.__class__")
             source.add(
@@ -144,10 +153,13 @@ def _properties(source: _Source, mapping: ColumnMapping, rules: Rules) -> None:
                 f"or kind is bool or kind is int and -{heap_limits.MAX_EXACT_INTEGER} <= value "
                 f"<= {heap_limits.MAX_EXACT_INTEGER}:"
             )
-            source.add(f"properties[{column.name!r}] = value", 2)
+            source.add(f"properties[{name!r}] = value", 2)
             source.add("elif value is not None:")
             depth = len(column.segments) + 1
-            source.add(f"put_value(properties, {column.name!r}, value, stats, {depth})", 2)
+            arguments = f"properties, {name!r}, value, stats, {depth}, {column.name!r}"
+            if below:
+                arguments += f", {source.name('excluded', below)}"
+            source.add(f"put_value({arguments})", 2)
     if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
         source.add("drop_reserved_id(properties)")
 

@@ -99,21 +99,39 @@ def compile_getter(column: ColumnPath) -> Getter:
 
 
 # -- properties -----------------------------------------------------------------------------------
-def flatten_value(value: Any, prefix: str, out: dict, stats: TransformStats, depth: int) -> None:
-    """Every scalar leaf under `value` as a property `prefix.key.0.key` (lists by index, as
-    0.1.0). `depth` counts the containers around `value`, the record itself being 1.
+NOTHING_EXCLUDED: frozenset[str] = frozenset()
+
+
+def flatten_value(
+    value: Any,
+    path: str,
+    out: dict,
+    stats: TransformStats,
+    depth: int,
+    excluded: frozenset[str] = NOTHING_EXCLUDED,
+    name: str | None = None,
+) -> None:
+    """Every scalar leaf under `value` (found at record `path`) as a property `name.key.0.key`
+    (lists by index, as 0.1.0). `depth` counts the containers around `value`, the record itself
+    being 1; `name` replaces `path` at the front of the property names (`identities as ident`).
 
     Nulls, empty objects and empty lists give no property. A key that is empty, or has an empty
-    part between dots (`a.`), is dropped with everything under it, counted. When two paths give
-    one name (`{"a.b": 1, "a": {"b": 2}}`), the path with the fewest parts wins, then the first in
-    sorted order: the same winner whatever the key order of the source.
+    part between dots (`a.`), is dropped with everything under it, counted; so is nothing under an
+    `excluded` record path, silently (the user asked for it). When two paths give one name
+    (`{"a.b": 1, "a": {"b": 2}}`), the path with the fewest parts wins, then the first in sorted
+    order: the same winner whatever the key order of the source.
     """
     leaves: dict = {}
-    collect_leaves(value, prefix, leaves, stats, depth)
+    collect_leaves(value, path, leaves, stats, depth, excluded)
     if COLLIDED in leaves:
-        leaves = resolve_collisions(value, prefix, stats)
-    for name, leaf in leaves.items():
-        put_scalar(out, name, leaf, stats)
+        leaves = resolve_collisions(value, path, stats, excluded)
+    if name is None or name == path:
+        for key, leaf in leaves.items():
+            put_scalar(out, key, leaf, stats)
+    else:
+        cut = len(path)
+        for key, leaf in leaves.items():
+            put_scalar(out, name + key[cut:], leaf, stats)
 
 
 def has_empty_part(name: str) -> bool:
@@ -121,14 +139,26 @@ def has_empty_part(name: str) -> bool:
     return name[0] == "." or name[-1] == "." or ".." in name
 
 
+def is_excluded(path: str, excluded: frozenset[str]) -> bool:
+    """`path` is an excluded record path or under one (also through keys that contain dots)."""
+    if path in excluded:
+        return True
+    return "." in path and any(path.startswith(f"{base}.") for base in excluded)
+
+
 COLLIDED = object()
 """Key `collect_leaves` adds to its output when two paths gave one name (never a str key)."""
 
 
 def collect_leaves(
-    value: Any, prefix: str, leaves: dict, stats: TransformStats, depth: int
+    value: Any,
+    prefix: str,
+    leaves: dict,
+    stats: TransformStats,
+    depth: int,
+    excluded: frozenset[str] = NOTHING_EXCLUDED,
 ) -> None:
-    """The raw non-null leaves by dotted name; marks a name collision instead of resolving it."""
+    """The raw non-null leaves by dotted record path; marks a collision instead of resolving it."""
     kind = type(value)
     if kind is dict or kind is list:
         if depth > MAX_NESTING_DEPTH:
@@ -139,7 +169,9 @@ def collect_leaves(
                 stats.drop(EMPTY_NAME)
                 continue
             name = f"{prefix}.{key}" if prefix else str(key)
-            collect_leaves(child, name, leaves, stats, depth + 1)
+            if excluded and is_excluded(name, excluded):
+                continue
+            collect_leaves(child, name, leaves, stats, depth + 1, excluded)
     elif value is not None:
         if prefix in leaves:
             leaves[COLLIDED] = True
@@ -147,12 +179,16 @@ def collect_leaves(
             leaves[prefix] = value
 
 
-def resolve_collisions(value: Any, prefix: str, stats: TransformStats) -> dict:
+def resolve_collisions(
+    value: Any, prefix: str, stats: TransformStats, excluded: frozenset[str]
+) -> dict:
     """Rare path: of the leaves sharing a name, keep the one with the fewest path parts, then the
     first path in sorted order; count the others."""
     winners: dict[str, tuple[tuple[str, ...], Any]] = {}
     for path, leaf in _leaf_paths(value):
         name = ".".join((prefix, *path) if prefix else path)
+        if excluded and is_excluded(name, excluded):
+            continue
         held = winners.get(name)
         if held is None:
             winners[name] = (path, leaf)
@@ -181,6 +217,27 @@ def _leaf_paths(value: Any) -> list[tuple[tuple[str, ...], Any]]:
         elif current is not None:
             found.append((path, current))
     return found
+
+
+def without_excluded(value: Any, path: str, excluded: frozenset[str], depth: int) -> Any:
+    """A copy of `value` (at record `path`) without what is excluded under it, so a list
+    column joined as JSON cannot carry an excluded field."""
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return value
+    if depth > MAX_NESTING_DEPTH:
+        raise InvalidRecord(TOO_DEEP)
+    if kind is list:
+        return [
+            without_excluded(child, f"{path}.{i}", excluded, depth + 1)
+            for i, child in enumerate(value)
+            if not is_excluded(f"{path}.{i}", excluded)
+        ]
+    return {
+        key: without_excluded(child, f"{path}.{key}", excluded, depth + 1)
+        for key, child in value.items()
+        if not is_excluded(f"{path}.{key}", excluded)
+    }
 
 
 def put_scalar(out: dict, key: str, value: Any, stats: TransformStats) -> None:
@@ -229,15 +286,28 @@ def join_list(values: list, depth: int) -> str | None:
     return heap_limits.ARRAY_JOINER.join(parts)
 
 
-def put_value(out: dict, name: str, value: Any, stats: TransformStats, depth: int = 2) -> None:
-    """An explicit column's value: objects give their leaves, lists are joined, scalars checked.
+def put_value(
+    out: dict,
+    name: str,
+    value: Any,
+    stats: TransformStats,
+    depth: int = 2,
+    path: str | None = None,
+    excluded: frozenset[str] = NOTHING_EXCLUDED,
+) -> None:
+    """An explicit column's value, sent under `name`: objects give their leaves, lists are
+    joined, scalars checked.
 
-    `depth` is where the value sits in the record (2 for a top-level column).
+    `depth` is where the value sits in the record (2 for a top-level column), `path` the column
+    as written when `name` renames it, `excluded` the excluded record paths under the column.
     """
     kind = type(value)
+    path = name if path is None else path
     if kind is dict:
-        flatten_value(value, name, out, stats, depth)
+        flatten_value(value, path, out, stats, depth, excluded, name)
     elif kind is list:
+        if excluded:
+            value = without_excluded(value, path, excluded, depth)
         put_scalar(out, name, join_list(value, depth), stats)
     else:
         put_scalar(out, name, value, stats)

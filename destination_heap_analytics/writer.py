@@ -72,9 +72,9 @@ class HeapWriter:
         )
         routes = Routes(config, catalog, clock, pool, client_factory)
         writer = cls(routes, pool, stats, log, output)
-        if config.pacing.time_scale != 1.0:
+        if config.pacing_time_scale != 1.0:
             log.warn(
-                f"Rate-limit windows are scaled by {config.pacing.time_scale} "
+                f"Rate-limit windows are scaled by {config.pacing_time_scale} "
                 "(DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE, for benchmarks and tests only)."
             )
         return writer

@@ -20,6 +20,7 @@ from destination_heap_analytics.config import (
     ApiType,
     ConfigError,
     RateLimit,
+    endpoint_url,
     parse_config,
 )
 from destination_heap_analytics.config_schema import connection_specification
@@ -75,8 +76,10 @@ def test_sample_configs_parse_with_010_endpoints(sample, api_type):
     # 0.1.0's test_client cases: app_id, api_type and the endpoint per sample config.
     parsed = parse_config(json.loads((SAMPLES / sample).read_text()))
     assert parsed.app_id == "11"
-    assert parsed.api_type is api_type
-    assert parsed.endpoint_url == f"https://heapanalytics.com/api/{api_type.value}"
+    assert parsed.default_mapping.api_type is api_type
+    assert endpoint_url(parsed.base_url, api_type) == (
+        f"https://heapanalytics.com/api/{api_type.value}"
+    )
 
 
 def test_defaults_are_bulk_1000_concurrency_4_retry_600():
@@ -103,21 +106,21 @@ def test_extra_top_level_keys_are_ignored():
 
 def test_property_columns_are_split_trimmed_and_deduplicated():
     parsed = parse_config(config(api={**TRACK_API, "property_columns": " a , b.c ,, a "}))
-    assert [c.name for c in parsed.mapping.property_columns] == ["a", "b.c"]
-    assert parsed.mapping.property_columns[1].segments == ("b", "c")
+    columns = parsed.default_mapping.property_columns
+    assert [c.name for c in columns] == ["a", "b.c"]
+    assert columns[1].path.segments == ("b", "c")
 
 
 @pytest.mark.parametrize("value", ["*", " * ", "", " , "])
 def test_star_or_empty_property_columns_mean_all(value):
     api = {**TRACK_API, "property_columns": value}
-    assert parse_config(config(api=api)).mapping.property_columns is None
+    assert parse_config(config(api=api)).default_mapping.property_columns is None
 
 
 def test_base_url_trailing_slash_and_path_prefix_are_kept_correctly():
     # 0.1.0's urljoin dropped the last path segment of a base_url without a trailing slash.
-    assert parse_config(config(base_url="https://proxy.example/heap/")).endpoint_url == (
-        "https://proxy.example/heap/api/track"
-    )
+    parsed = parse_config(config(base_url="https://proxy.example/heap/"))
+    assert endpoint_url(parsed.base_url, ApiType.TRACK) == "https://proxy.example/heap/api/track"
 
 
 def test_an_empty_base_url_means_the_us_host():
@@ -271,33 +274,39 @@ def test_error_messages_name_the_field():
 
 
 def test_default_pacing_is_heaps_documented_limits():
-    pacing = parse_config(config()).pacing
+    pacing = parse_config(config()).pacing_for(ApiType.TRACK)
     assert pacing.per_app == RateLimit(15_000, 60.0)
     assert pacing.per_identity == RateLimit(1_000, 60.0)
-    single = parse_config(config(batch_size=1)).pacing
-    assert single.per_app is None and single.per_identity == RateLimit(30, 30.0)
-    accounts = parse_config(config(api=ACCOUNT_API)).pacing
-    assert not accounts.enabled
+    single = parse_config(config(batch_size=1))
+    assert single.pacing_for(ApiType.TRACK).per_app is None
+    assert single.pacing_for(ApiType.TRACK).per_identity == RateLimit(30, 30.0)
+    assert single.pacing_for(ApiType.ADD_USER_PROPERTIES).per_identity == RateLimit(30, 30.0)
+    bulk = parse_config(config())
+    assert not bulk.pacing_for(ApiType.ADD_USER_PROPERTIES).enabled
+    assert not bulk.pacing_for(ApiType.ADD_ACCOUNT_PROPERTIES).enabled
 
 
 def test_max_events_per_minute_overrides_and_zero_disables_pacing():
-    assert parse_config(config(max_events_per_minute=600)).pacing.per_app == RateLimit(600, 60.0)
-    assert not parse_config(config(max_events_per_minute=0)).pacing.enabled
+    limited = parse_config(config(max_events_per_minute=600))
+    assert all(limited.pacing_for(api).per_app == RateLimit(600, 60.0) for api in ApiType)
+    off = parse_config(config(max_events_per_minute=0))
+    assert not any(off.pacing_for(api).enabled for api in ApiType)
 
 
 def test_idempotency_key_column_is_track_only():
     parsed = parse_config(config(api={**TRACK_API, "idempotency_key_column": "meta.id"}))
-    assert parsed.mapping.idempotency_key_column.segments == ("meta", "id")
+    assert parsed.default_mapping.idempotency_key_column.segments == ("meta", "id")
     users = parse_config(config(api={**USER_API, "idempotency_key_column": "x"}))
-    assert users.mapping.idempotency_key_column is None
+    assert users.default_mapping.idempotency_key_column is None
 
 
 def test_pacing_time_scale_env_shrinks_every_window(monkeypatch):
     monkeypatch.setenv("DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE", "0.1")
-    pacing = parse_config(config()).pacing
+    parsed = parse_config(config())
+    pacing = parsed.pacing_for(ApiType.TRACK)
     assert pacing.per_app == RateLimit(15_000, 6.0)
     assert pacing.per_identity == RateLimit(1_000, 6.0)
-    assert pacing.time_scale == 0.1
+    assert pacing.time_scale == parsed.pacing_time_scale == 0.1
 
 
 @pytest.mark.parametrize("value", ["0", "2", "fast"])
@@ -401,6 +410,16 @@ def semantically_clean(path: tuple[str, ...], value: object) -> bool:
     return re.fullmatch(column, value) is not None
 
 
+stream_entries = st.lists(
+    st.fixed_dictionaries(
+        {"stream": clean_columns, "api": st.sampled_from(list(BASE_APIS.values()))},
+        optional={"namespace": st.sampled_from(["", "public", f"{MARK}ns"])},
+    )
+    | st.dictionaries(st.sampled_from(["stream", "api", "namespace"]), any_value, max_size=3),
+    max_size=3,
+)
+
+
 def values_for(path: tuple[str, ...]) -> st.SearchStrategy:
     """Mostly values of the field's own JSON type, so that the later fields get judged too."""
     kind = SPEC["properties"][path[0]]["type"] if len(path) == 1 else "string"
@@ -408,8 +427,36 @@ def values_for(path: tuple[str, ...]) -> st.SearchStrategy:
         "integer": scalars,
         "string": strings,
         "object": st.sampled_from(list(BASE_APIS.values())),
+        "array": stream_entries,
     }[kind]
     return st.one_of(typed, typed, typed, any_value)
+
+
+def semantic_errors(raw: dict) -> set[str]:
+    """Fields the parser's own rules (beyond the spec) refuse in a config the spec accepts:
+    no mapping at all, a stream listed twice, track without exactly one event source, and an
+    excluded column that property_columns lists."""
+    fields = set()
+    streams = raw.get("streams") or []
+    if "api" not in raw and not streams:
+        fields.add("api")
+    listed = [
+        ((entry.get("namespace") or "").strip(), entry["stream"].strip()) for entry in streams
+    ]
+    if len(listed) != len(set(listed)) or any(not name for _, name in listed):
+        fields.update(f"streams[{i}].stream" for i in range(len(listed)))
+    api = raw.get("api")
+    if isinstance(api, dict) and api.get("api_type") == "track":
+        has_column = bool(str(api.get("event_column", "")).strip())
+        has_name = bool(str(api.get("event_name", "")).strip())
+        if has_column == has_name:
+            fields.add("api.event_column")
+    if isinstance(api, dict):
+        columns = {c.strip() for c in str(api.get("property_columns", "")).split(",")}
+        excluded = {c.strip() for c in str(api.get("exclude_columns", "")).split(",")}
+        if any(c and (c in excluded or c.split(".")[0] in excluded) for c in columns):
+            fields.add("api.exclude_columns")
+    return fields
 
 
 @st.composite
@@ -428,6 +475,8 @@ def generated_configs(draw) -> tuple[dict, dict[tuple[str, ...], object]]:
             parent.pop(path[-1], None)
         elif isinstance(value, dict):
             parent[path[-1]] = dict(value)
+        elif isinstance(value, list):
+            parent[path[-1]] = copy.deepcopy(value)
         else:
             parent[path[-1]] = value
     return raw, changed
@@ -453,13 +502,14 @@ def test_the_parser_and_the_spec_never_disagree(generated):
         parsed, error = None, raised
     if not spec_accepts:
         assert error is not None, "the parser accepted a config the spec rejects"
-        assert error.field.split(".")[0] in {path[0] for path in changed}
+        assert re.split(r"[.\[]", error.field)[0] in {path[0] for path in changed}
     elif error is not None:
         unclean = {".".join(p) for p, v in changed.items() if not semantically_clean(p, v)}
+        unclean |= semantic_errors(raw)
         assert error.field in unclean, f"the spec and the parser's rules accept it: {error}"
     else:
         assert parsed.app_id == raw["app_id"].strip()
         for field in ("batch_size", "max_concurrent_requests", "max_retry_seconds"):
             assert getattr(parsed, field) == spec_value(raw, field)
-    if error is not None:
+    if error is not None and not error.field.endswith("].stream"):  # naming a stream is fine
         assert not echoed(str(error), changed), str(error)

@@ -130,8 +130,18 @@ def test_the_spec_is_a_valid_draft7_schema():
 
 def test_every_one_of_in_the_spec_follows_the_ui_rules():
     one_ofs = [pointer for pointer, node in schema_nodes(SPEC) if "oneOf" in node]
-    assert one_ofs == ["#/properties/api"]
+    assert one_ofs == ["#/properties/api", "#/properties/streams/items/properties/api"]
     assert ui_rule_violations(SPEC) == []
+
+
+def test_a_streams_entry_offers_exactly_the_top_level_api_options():
+    """The UI renders both the same way; only the field's own order and wording differ."""
+    top = SPEC["properties"]["api"]
+    per_stream = SPEC["properties"]["streams"]["items"]["properties"]["api"]
+    assert per_stream["oneOf"] == top["oneOf"]
+    assert {k: v for k, v in per_stream.items() if k not in ("order", "description")} == {
+        k: v for k, v in top.items() if k not in ("order", "description")
+    }
 
 
 def test_api_options_are_told_apart_by_api_type():

@@ -100,7 +100,7 @@ class Make(RecordTransformer):
 def transformer(api_type: str, **api: str) -> Make:
     api = {"api_type": api_type, "property_columns": "*", **api}
     config = parse_config({"app_id": "11", "base_url": "https://heapanalytics.com", "api": api})
-    return Make(config.mapping, now=lambda: FIXED_NOW)
+    return Make(config.default_mapping, now=lambda: FIXED_NOW)
 
 
 def track(**api: str) -> Make:
@@ -667,7 +667,7 @@ def robustness_transformer(api_type: str, columns: str, key_column: str) -> Make
     else:
         api.update(account_id_column=key_column)
     config = {"app_id": "1", "base_url": "https://heap.test", "api": api}
-    return Make(parse_config(config).mapping, now=lambda: FIXED_NOW)
+    return Make(parse_config(config).default_mapping, now=lambda: FIXED_NOW)
 
 
 @settings(max_examples=150, deadline=None)
