@@ -92,3 +92,83 @@ def _collect_paths(value: object, prefix: str, out: set[str], depth: int = 0) ->
         path = f"{prefix}.{key}" if prefix else str(key)
         out.add(path)
         _collect_paths(child, path, out, depth + 1)
+
+
+def schema_warnings(stream: str, columns: Iterable[ColumnPath], json_schema: object) -> list[str]:
+    """Configured columns that the stream's declared schema (in the configured catalog) does
+    not have, before any record arrives. Only when the schema lists properties; a part of the
+    schema that declares none (an open object) accepts any path below it."""
+    if not _declared_properties(json_schema):
+        return []
+    known: set[str] = set()
+    _collect_schema_paths(json_schema, "", known, 0)
+    warnings = []
+    for column in dict.fromkeys(columns):
+        if _in_schema(column.segments, json_schema):
+            continue
+        message = (
+            f"Stream '{stream}': column '{column.name}' is not in the stream's schema in the "
+            "configured catalog."
+        )
+        suggestion = suggest_column(column.name, known)
+        if suggestion:
+            message += f" Did you mean '{suggestion}'?"
+        warnings.append(message)
+    return warnings
+
+
+def _variants(schema: object) -> list[dict]:
+    """A schema and the alternatives it combines (`anyOf`, `oneOf`, `allOf`), e.g. nullable."""
+    if not isinstance(schema, dict):
+        return []
+    found = [schema]
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key) or ():
+            found += _variants(option)
+    return found
+
+
+def _declared_properties(schema: object) -> dict:
+    properties: dict = {}
+    for variant in _variants(schema):
+        declared = variant.get("properties")
+        if isinstance(declared, dict):
+            properties.update(declared)
+    return properties
+
+
+def _items(schema: object) -> object | None:
+    for variant in _variants(schema):
+        if isinstance(variant.get("items"), dict):
+            return variant["items"]
+    return None
+
+
+def _in_schema(segments: tuple[str, ...], schema: object) -> bool:
+    node = schema
+    for index, segment in enumerate(segments):
+        properties = _declared_properties(node)
+        items = _items(node)
+        if not properties and items is None:
+            return True  # nothing declared below here: any path may exist
+        if ".".join(segments[index:]) in properties:
+            return True  # a key that itself contains dots
+        if segment in properties:
+            node = properties[segment]
+        elif segment.isdigit() and items is not None:
+            node = items
+        else:
+            return False
+    return True
+
+
+def _collect_schema_paths(schema: object, prefix: str, out: set[str], depth: int) -> None:
+    if depth >= SUGGESTION_DEPTH:
+        return
+    for name, child in _declared_properties(schema).items():
+        path = f"{prefix}.{name}" if prefix else str(name)
+        out.add(path)
+        _collect_schema_paths(child, path, out, depth + 1)
+    items = _items(schema)
+    if items is not None and prefix:
+        _collect_schema_paths(items, f"{prefix}.0", out, depth + 1)

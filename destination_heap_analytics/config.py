@@ -362,7 +362,8 @@ def _parse_event_name(api: Mapping[str, Any], field: str, has_column: bool) -> s
     return name
 
 
-_RENAME = re.compile(r"(?P<path>.+?)\s+as\s+(?P<name>.+)", re.IGNORECASE | re.DOTALL)
+_RENAME = re.compile(r"(?P<path>.+?)\s+as(\s+(?P<name>.*))?", re.IGNORECASE | re.DOTALL)
+"""`path as name`; a trailing `as` with no name is a rename left unfinished, not a column."""
 
 
 def _parse_property_columns(value: str, field: str) -> tuple[PropertyColumn, ...] | None:
@@ -392,7 +393,7 @@ def _parse_property_column(entry: str, field: str) -> PropertyColumn:
     if renamed is None:
         path = ColumnPath.parse(entry, field)
         return PropertyColumn(path, path.name)
-    name = renamed["name"].strip()
+    name = (renamed["name"] or "").strip()
     if not name or len(name) > heap_limits.MAX_PROPERTY_LENGTH:
         raise ConfigError(field, "a name after 'as' must have 1 to 1023 characters")
     return PropertyColumn(ColumnPath.parse(renamed["path"], field), name)

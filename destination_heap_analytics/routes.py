@@ -20,10 +20,11 @@ from enum import Enum
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 
 from destination_heap_analytics.client import HeapClient
-from destination_heap_analytics.column_report import ColumnReport
+from destination_heap_analytics.column_report import ColumnReport, schema_warnings
 from destination_heap_analytics.config import (
     ApiType,
     ColumnMapping,
+    ColumnPath,
     HeapConfig,
     RateLimit,
     StreamId,
@@ -112,6 +113,7 @@ class Routes:
         """`client_factory` makes the HTTP client of each API type (a fake in unit tests)."""
         self._client_factory = client_factory
         self._config = config
+        self._configured = catalog
         self._catalog = CatalogStreams(catalog)
         self._clock = clock
         self._pool = pool
@@ -120,6 +122,19 @@ class Routes:
         self._routes: dict[StreamId, Route] = {}
         self.built: list[Route] = []
         """Routes in the order their streams first appeared."""
+
+    def schema_warnings(self) -> list[str]:
+        """Mapped columns missing from each catalog stream's declared schema, once, at start."""
+        warnings = []
+        for configured in self._configured.streams:
+            stream = configured.stream
+            mapping = self._config.mapping_for((stream.namespace, stream.name))
+            if mapping is not None:
+                columns = mapping.configured_columns() + tuple(
+                    ColumnPath.parse(name, "exclude_columns") for name in mapping.exclude_columns
+                )
+                warnings += schema_warnings(stream.name, columns, stream.json_schema)
+        return warnings
 
     def route_for(self, stream: StreamId) -> Route | Ignored:
         route = self._routes.get(stream)

@@ -72,6 +72,8 @@ class HeapWriter:
         )
         routes = Routes(config, catalog, clock, pool, client_factory)
         writer = cls(routes, pool, stats, log, output)
+        for warning in routes.schema_warnings():
+            log.warn(warning)
         if config.pacing_time_scale != 1.0:
             log.warn(
                 f"Rate-limit windows are scaled by {config.pacing_time_scale} "

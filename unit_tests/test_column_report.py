@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from destination_heap_analytics.column_report import ColumnReport, suggest_column
+import pytest
+
+from destination_heap_analytics.column_report import ColumnReport, schema_warnings, suggest_column
 from destination_heap_analytics.config import ColumnPath
 
 RECORD = {"identities": {"provider": "auth0"}, "user_id": "u1", "created_at": "2022"}
@@ -80,3 +82,49 @@ def test_a_deeply_nested_record_does_not_break_the_report():
     report.observe({"a": deep})
     (warning,) = report.warnings()
     assert "'b'" in warning
+
+
+ORDERS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "total": {"type": ["null", "number"]},
+        "customer": {
+            "anyOf": [
+                {"type": "null"},
+                {"type": "object", "properties": {"email": {"type": "string"}}},
+            ]
+        },
+        "lines": {"type": "array", "items": {"type": "object", "properties": {"sku": {}}}},
+        "extra": {"type": "object"},
+        "a.b": {"type": "string"},
+    },
+}
+
+
+def test_schema_warnings_name_each_unknown_column_once_with_a_suggestion():
+    configured = columns(
+        "id",
+        "totl",
+        "customer.email",
+        "customer.emial",
+        "lines.0.sku",
+        "extra.anything.deep",
+        "a.b",
+        "lines.x",
+        "totl",
+    )
+    warnings = schema_warnings("orders", configured, ORDERS_SCHEMA)
+    assert warnings == [
+        "Stream 'orders': column 'totl' is not in the stream's schema in the configured catalog."
+        " Did you mean 'total'?",
+        "Stream 'orders': column 'customer.emial' is not in the stream's schema in the configured"
+        " catalog. Did you mean 'customer.email'?",
+        "Stream 'orders': column 'lines.x' is not in the stream's schema in the configured"
+        " catalog. Did you mean 'lines'?",
+    ]
+
+
+@pytest.mark.parametrize("schema", [{}, {"type": "object"}, {"properties": {}}, None, "x"])
+def test_a_schema_that_lists_no_properties_gives_no_warning(schema):
+    assert schema_warnings("orders", columns("anything"), schema) == []

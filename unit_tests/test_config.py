@@ -513,3 +513,168 @@ def test_the_parser_and_the_spec_never_disagree(generated):
             assert getattr(parsed, field) == spec_value(raw, field)
     if error is not None and not error.field.endswith("].stream"):  # naming a stream is fine
         assert not echoed(str(error), changed), str(error)
+
+
+# -- Per-stream mappings ------------------------------------------------------------------------
+
+USERS_ENTRY = {
+    "stream": "users",
+    "namespace": "public",
+    "api": {
+        "api_type": "add_user_properties",
+        "identity_column": "email",
+        "property_columns": "plan as subscription_plan, profile.city",
+    },
+}
+ACCOUNTS_ENTRY = {
+    "stream": "accounts",
+    "api": {
+        "api_type": "add_account_properties",
+        "account_id_column": "id",
+        "property_columns": "*",
+        "exclude_columns": "secret, internal.notes",
+    },
+}
+ORDERS_ENTRY = {
+    "stream": "orders",
+    "api": {
+        "api_type": "track",
+        "identity_column": "customer.email",
+        "event_name": "Order Completed",
+        "timestamp_column": "created_at",
+        "property_columns": "total as order_total, currency",
+    },
+}
+ISSUE_EXAMPLE = {
+    "app_id": "11",
+    "base_url": "https://heapanalytics.com",
+    "streams": [USERS_ENTRY, ACCOUNTS_ENTRY, ORDERS_ENTRY],
+}
+
+
+def test_the_issue_example_parses_into_one_mapping_per_stream():
+    parsed = parse_config(ISSUE_EXAMPLE)
+
+    assert parsed.default_mapping is None
+    users = parsed.mapping_for(("public", "users"))
+    assert users.api_type is ApiType.ADD_USER_PROPERTIES
+    assert [(c.path.name, c.name) for c in users.property_columns] == [
+        ("plan", "subscription_plan"),
+        ("profile.city", "profile.city"),
+    ]
+    accounts = parsed.mapping_for((None, "accounts"))
+    assert accounts.exclude_columns == {"secret", "internal.notes"}
+    orders = parsed.mapping_for(("shop", "orders"))
+    assert (orders.event_name, orders.event_column) == ("Order Completed", None)
+    assert parsed.mapping_for((None, "refunds")) is None
+
+
+def test_a_stream_not_listed_uses_the_top_level_api():
+    parsed = parse_config({**ISSUE_EXAMPLE, "api": TRACK_API})
+    assert parsed.mapping_for((None, "refunds")) is parsed.default_mapping
+    assert parsed.mapping_for(("public", "users")).api_type is ApiType.ADD_USER_PROPERTIES
+
+
+def test_stream_entries_match_namespace_first_then_by_name():
+    entries = [
+        {**USERS_ENTRY, "namespace": "public"},
+        {**USERS_ENTRY, "namespace": "", "api": {**USER_API, "identity_column": "other"}},
+    ]
+    parsed = parse_config({**ISSUE_EXAMPLE, "streams": entries})
+    assert parsed.mapping_for(("public", "users")).identity_column.name == "email"
+    assert parsed.mapping_for(("crm", "users")).identity_column.name == "other"
+    only_public = parse_config({**ISSUE_EXAMPLE, "streams": entries[:1]})
+    assert only_public.mapping_for(("rewritten", "users")).identity_column.name == "email"
+
+
+def test_every_old_config_keeps_working_unchanged():
+    for sample in ("config-events.json", "config-aup.json", "config-aap.json"):
+        parsed = parse_config(json.loads((SAMPLES / sample).read_text()))
+        assert parsed.stream_mappings == ()
+        assert parsed.mapping_for((None, "any_stream")) is parsed.default_mapping
+
+
+@pytest.mark.parametrize(
+    "raw, fields, problem",
+    [
+        (without(ISSUE_EXAMPLE, "streams"), ("api",), "is required unless 'streams'"),
+        ({**ISSUE_EXAMPLE, "streams": []}, ("api",), "is required unless 'streams'"),
+        (
+            {**ISSUE_EXAMPLE, "streams": [USERS_ENTRY, ACCOUNTS_ENTRY, USERS_ENTRY]},
+            ("streams[2].stream",),
+            "stream 'users' is already listed in streams[0]",
+        ),
+        (
+            {
+                **ISSUE_EXAMPLE,
+                "streams": [
+                    {**ORDERS_ENTRY, "api": {**ORDERS_ENTRY["api"], "event_column": "kind"}}
+                ],
+            },
+            ("streams[0].api.event_column", "streams[0].api.event_name"),
+            "are both set",
+        ),
+        (
+            {**ISSUE_EXAMPLE, "streams": [USERS_ENTRY, without(ORDERS_ENTRY, "api", "event_name")]},
+            ("streams[1].api.event_column", "streams[1].api.event_name"),
+            "are both empty",
+        ),
+        (
+            config(api={**TRACK_API, "event_name": "x" * 1025, "event_column": ""}),
+            ("api.event_name",),
+            "longer than Heap's 1024",
+        ),
+        (
+            {**ISSUE_EXAMPLE, "streams": [without(ORDERS_ENTRY, "api", "identity_column")]},
+            ("streams[0].api.identity_column",),
+            "is required for this API type",
+        ),
+        (
+            {**ISSUE_EXAMPLE, "streams": [{"stream": "x", "api": {"api_type": "delete"}}]},
+            ("streams[0].api.api_type",),
+            "must be one of",
+        ),
+        (
+            {**ISSUE_EXAMPLE, "streams": [{"api": TRACK_API}]},
+            ("streams[0].stream",),
+            "is required",
+        ),
+        (
+            {**ISSUE_EXAMPLE, "streams": [{"stream": " ", "api": TRACK_API}]},
+            ("streams[0].stream",),
+            "is empty",
+        ),
+        ({**ISSUE_EXAMPLE, "streams": {"stream": "x"}}, ("streams",), "must be a list"),
+        (
+            config(api={**TRACK_API, "property_columns": "a as plan, plan"}),
+            ("api.property_columns",),
+            "entries 1 and 2 give the same property name",
+        ),
+        (
+            config(api={**TRACK_API, "property_columns": "a as , b"}),
+            ("api.property_columns",),
+            "a name after 'as' must have 1 to 1023 characters",
+        ),
+        (
+            config(api={**TRACK_API, "property_columns": "a.b, c", "exclude_columns": "a"}),
+            ("api.exclude_columns",),
+            "excludes a column that property_columns lists",
+        ),
+        (
+            config(api={**TRACK_API, "exclude_columns": "a..b"}),
+            ("api.exclude_columns",),
+            "has an empty part",
+        ),
+    ],
+)
+def test_every_mapping_error_names_the_exact_fields(raw, fields, problem):
+    error = error_of(raw)
+    assert error.fields == fields
+    assert problem in str(error)
+    assert "Zq9" not in str(error)
+
+
+def test_renamed_and_plain_columns_may_share_a_path():
+    api = {**TRACK_API, "property_columns": "plan, plan as plan_again"}
+    columns = parse_config(config(api=api)).default_mapping.property_columns
+    assert [(c.path.name, c.name) for c in columns] == [("plan", "plan"), ("plan", "plan_again")]

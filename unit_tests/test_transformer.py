@@ -694,3 +694,66 @@ def test_any_json_record_gives_a_valid_heap_item_or_an_invalid_reason(
         assert type(value) in (str, int, float, bool)
         assert type(value) is not int or abs(value) <= 2**53
         assert type(value) is not str or len(value) <= 1023
+
+
+# -- renames, exclusions and a constant event name (per-stream mappings) ----------------------
+def test_as_sends_a_column_under_a_new_property_name():
+    data = {
+        "plan": "pro",
+        "profile": {"city": "Oslo", "zip": "0150"},
+        "tags": ["a", "b"],
+        "total": 12.5,
+    }
+    columns = "plan as subscription_plan, profile as p, tags as labels, total, profile.city"
+    assert properties_of(data, columns) == {
+        "subscription_plan": "pro",
+        "p.city": "Oslo",
+        "p.zip": "0150",
+        "labels": "a||b",
+        "total": 12.5,
+        "profile.city": "Oslo",
+    }
+
+
+def test_exclusions_remove_paths_from_star_at_any_depth():
+    data = {
+        "plan": "pro",
+        "secret": {"token": "t", "nested": {"deeper": 1}},
+        "internal": {"notes": "n", "ok": True},
+        "secret.literal": "also under secret",
+        "notes": "kept: only internal.notes is excluded",
+    }
+    make = transformer(
+        "add_account_properties",
+        account_id_column="plan",
+        property_columns="*",
+        exclude_columns="secret, internal.notes",
+    )
+    assert make(data)["properties"] == {
+        "plan": "pro",
+        "internal.ok": True,
+        "notes": "kept: only internal.notes is excluded",
+    }
+
+
+def test_exclusions_apply_under_object_and_list_columns_even_when_renamed():
+    data = {
+        "profile": {"city": "Oslo", "ssn": "123", "card": {"number": "4111"}},
+        "orders": [{"id": 1, "card": "4111"}, {"id": 2, "card": "4242"}],
+    }
+    make = transformer(
+        "add_account_properties",
+        account_id_column="profile.city",
+        property_columns="profile as p, orders",
+        exclude_columns="profile.ssn, profile.card, orders.0.card, orders.1.card",
+    )
+    assert make(data)["properties"] == {"p.city": "Oslo", "orders": '{"id":1}||{"id":2}'}
+
+
+def test_a_constant_event_name_replaces_the_event_column():
+    make = transformer(
+        "track", identity_column="user", event_name="Order Completed", property_columns="*"
+    )
+    item = make({"user": "u1", "event": "ignored"})
+    assert item["event"] == "Order Completed"
+    assert item["properties"] == {"user": "u1", "event": "ignored"}
