@@ -417,7 +417,7 @@ def test_latency_is_applied(sandbox: HeapSandbox) -> None:
     elapsed = time.monotonic() - started
 
     assert response.status_code == 200
-    assert 0.2 <= elapsed < 1.5
+    assert elapsed >= 0.2  # a lower bound only: a slow machine can make it longer, never shorter
 
 
 def test_rate_limit_answers_429_after_n_events(sandbox: HeapSandbox) -> None:
@@ -499,12 +499,11 @@ def test_control_endpoints(sandbox: HeapSandbox) -> None:
 
 
 def test_control_endpoints_ignore_faults_and_validate(sandbox: HeapSandbox) -> None:
-    sandbox.set_faults(fixed_status=503, latency_ms=300)
+    # Latency far beyond the client's timeout: a control request that waited for it would time out.
+    sandbox.set_faults(fixed_status=503, latency_ms=TIMEOUT * 10_000)
     base = sandbox.url
 
-    started = time.monotonic()
     assert requests.get(base + "/_sandbox/counters", timeout=TIMEOUT).status_code == 200
-    assert time.monotonic() - started < 0.25
     bad = requests.post(base + "/_sandbox/faults", json={"bogus": 1}, timeout=TIMEOUT)
     assert bad.status_code == 400
     assert requests.get(base + "/_sandbox/reset", timeout=TIMEOUT).status_code == 405

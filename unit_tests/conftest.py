@@ -1,15 +1,16 @@
-"""Shared fixtures: unit tests that cross the HTTP path use the local Heap sandbox (real HTTP)."""
+"""Unit tests use fakes only (unit_tests/fakes.py). A test that starts a server belongs in
+integration_tests/: this fixture makes that a failure rather than a convention."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
 
 import pytest
 
-from integration_tests.heap_sandbox import HeapSandbox
 
+@pytest.fixture(autouse=True)
+def no_servers_in_unit_tests(monkeypatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unit tests use fakes; a test with a server is an integration test")
 
-@pytest.fixture
-def sandbox() -> Iterator[HeapSandbox]:
-    with HeapSandbox() as server:
-        yield server
+    monkeypatch.setattr(socket.socket, "listen", refuse)
