@@ -26,6 +26,7 @@ from destination_heap_analytics.config import ConfigError, HeapConfig, parse_con
 from destination_heap_analytics.config_file import ConfigFileError, read_config_file
 from destination_heap_analytics.connection_check import check_connection
 from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.preview import run_preview
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
 from destination_heap_analytics.stats import InputStats
@@ -42,6 +43,8 @@ class DestinationHeapAnalytics(Destination):
         """Never raises: the CDK does not turn an exception in check into a FAILED status."""
         try:
             settings = parse_config(config)
+            if settings.dry_run:
+                return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=DRY_RUN_CHECK)
             logger.info(f"Checking Heap at {settings.base_url}")
             problem = check_connection(settings)
         except ConfigError as error:
@@ -53,7 +56,11 @@ class DestinationHeapAnalytics(Destination):
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
     def run(self, args: list[str]) -> None:
-        """The CDK's run; an expected failure or Ctrl-C ends without a stack trace (cli.py)."""
+        """The CDK's run; an expected failure or Ctrl-C ends without a stack trace (cli.py).
+
+        `preview` is a local command outside the Airbyte protocol (preview.py)."""
+        if args[:1] == ["preview"]:
+            raise SystemExit(run_preview(args[1:], sys.stdin.buffer, sys.stdout, sys.stderr))
         with ends_cleanly(logger):
             super().run(args)
 
@@ -114,6 +121,9 @@ class DestinationHeapAnalytics(Destination):
             writer.close()
         yield from writer.take_output()
         yield from writer.summary()
+
+
+DRY_RUN_CHECK = "Dry run: the configuration is valid; no preflight event was sent to Heap."
 
 
 def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:

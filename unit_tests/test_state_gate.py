@@ -157,3 +157,11 @@ def test_global_and_legacy_states_count_every_record_since_the_last_state(make_s
     counted.count((None, "orders"))
     assert counted.take(make_state()) == 1
     assert counted.take(make_state()) == 0
+
+
+def test_a_dry_runs_gate_withholds_every_state_and_counts_it():
+    gate = StateGate(withhold=True)
+    gate.hold(stream_state("users"), [])
+    gate.hold(global_state(), [(Acknowledging(9), 1)])
+    assert gate.release() == [] and not gate.holding
+    assert gate.withheld == 2

@@ -388,3 +388,39 @@ def test_progress_line_is_checked_on_states_and_while_records_stream(sync):
     (line,) = progress_lines(fed)
     assert line.startswith(f"Progress: {PROGRESS_CHECK_EVERY} records read, ")
     run.finish()
+
+
+# --- dry run ------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_creates_no_client_emits_no_state_and_counts_what_it_would_send(heap, sync):
+    made: list[str] = []
+
+    def never(*args, **kwargs):
+        made.append("client")
+        raise AssertionError("a dry run must not create an HTTP client")
+
+    run = Sync(heap, ("users", "orders"), dry_run=True, batch_size=2)
+    run.writer.close()
+    run.writer = HeapWriter.start(
+        run.writer._routes._config,
+        make_catalog("users", "orders"),
+        InputStats(),
+        run.clock,
+        client_factory=never,
+    )
+    run.feed(record("u1"), record("u2"), record("u3"), stream_state("users", 1))
+    run.feed(record("o1", "orders"), record("", "orders"), global_state(2))
+    run.finish()
+
+    assert made == [] and heap.posts == []
+    assert states(run.output) == []
+    lines = logs(run.output) + logs(run.writer.summary())
+    assert lines[0].startswith("Dry run: records are read, checked and transformed")
+    assert "Total Messages: 7. Total Records: 5. Total loaded: 0." in lines
+    assert "Dry run: would load 4 items in 3 requests." in lines
+    (users,) = [line for line in lines if line.startswith("Dry run, stream 'users'")]
+    assert "3 records, would load 3 items in 2 requests" in users
+    assert "Item 1: identity: text(2), event: text(1)" in users
+    assert lines[-1].endswith("(2 states withheld).")
+    run.writer.close()
