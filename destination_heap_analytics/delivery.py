@@ -168,13 +168,7 @@ class BatchDelivery:
             self._stats.count_request()
             self._client.post(body)
 
-        call_with_retries(
-            attempt,
-            self._policy,
-            sleep=self._clock.sleep,
-            on_retry=self._on_retry,
-            clock=self._clock.now,
-        )
+        call_with_retries(attempt, self._policy, self._clock, on_retry=self._on_retry)
 
     def _on_retry(self, error: HeapTransientError, delay: float) -> None:
         self._stats.count_retry(str(error))

@@ -230,11 +230,7 @@ class Routes:
                 client = self._client_factory(
                     url, config.app_id, bulk_key, pool_size=config.max_concurrent_requests
                 )
-            pacer = Pacer(
-                NO_PACING if config.dry_run else pacing,
-                sleep=self._clock.sleep,
-                clock=self._clock.now,
-            )
+            pacer = Pacer(NO_PACING if config.dry_run else pacing, self._clock)
             batch_size = effective_batch_size(config.batch_size, pacing.per_app)
             endpoint = _Endpoint(url, bulk_key, client, pacer, batch_size)
             self._endpoints[api_type] = endpoint
