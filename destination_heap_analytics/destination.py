@@ -20,7 +20,7 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_heap_analytics.cli import config_error, ends_cleanly, failed_status
+from destination_heap_analytics.cli import config_error, ends_cleanly, failed_status, traced_error
 from destination_heap_analytics.client import HeapConfigurationError
 from destination_heap_analytics.config import ConfigError, HeapConfig, parse_config
 from destination_heap_analytics.config_file import ConfigFileError, read_config_file
@@ -133,30 +133,23 @@ def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:
         raise config_error(str(error)) from None
 
 
+RESUMES = (
+    "States of records not yet delivered were not emitted, so the next sync resumes from the last "
+    "emitted state."
+)
+
+
 def as_traced_exception(error: Exception) -> AirbyteTracedException:
     """A TRACE error the user can act on; messages carry no record contents."""
     if isinstance(error, AirbyteTracedException):
         return error
     if isinstance(error, HeapConfigurationError):
-        message = f"{error}. Check the '{error.field}' setting; nothing more was sent."
-        return AirbyteTracedException(
-            message=message, internal_message=message, failure_type=FailureType.config_error
-        )
+        return config_error(f"{error}. Check the '{error.field}' setting; nothing more was sent.")
     if isinstance(error, HeapRefusesMost):
-        message = (
-            f"{error}. Check the 'api' mapping and 'app_id'. States of records not yet delivered "
-            "were not emitted, so the next sync resumes from the last emitted state."
-        )
-        return AirbyteTracedException(
-            message=message, internal_message=message, failure_type=FailureType.config_error
-        )
+        return config_error(f"{error}. Check the 'api' mapping and 'app_id'. {RESUMES}")
     if isinstance(error, RetriesExhausted):
-        message = (
-            f"Heap stayed unavailable: {error}. States of records not yet delivered were not "
-            "emitted, so the next sync resumes from the last emitted state."
-        )
-        return AirbyteTracedException(
-            message=message, internal_message=message, failure_type=FailureType.transient_error
+        return traced_error(
+            f"Heap stayed unavailable: {error}. {RESUMES}", FailureType.transient_error
         )
     frames = "".join(traceback.format_tb(error.__traceback__))
     return AirbyteTracedException(

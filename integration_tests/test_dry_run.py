@@ -77,32 +77,7 @@ def test_check_in_a_dry_run_posts_no_preflight_event(sandbox, tmp_path):
     assert sandbox.requests_log() == []
 
 
-SEED_TRACK = {
-    "api_type": "track",
-    "property_columns": "blocked,created_at,name",
-    "event_column": "identities.connection",
-    "identity_column": "email",
-    "timestamp_column": "updated_at",
-}
-SEED_USERS = {
-    "api_type": "add_user_properties",
-    "property_columns": "identities.provider,created_at,nickname",
-    "identity_column": "user_id",
-}
-SEED_ACCOUNTS = {
-    "api_type": "add_account_properties",
-    "property_columns": "family_name,email_verified,blocked",
-    "account_id_column": "identities.user_id",
-}
-
-
-def first_record_with(**fields: str) -> dict:
-    for line in SAMPLE_MESSAGES.splitlines():
-        message = json.loads(line)
-        data = message.get("record", {}).get("data", {})
-        if all(data.get(k) == v for k, v in fields.items()):
-            return data
-    raise AssertionError(fields)
+SEED_EXAMPLES = json.loads((SAMPLES / "seed-examples.json").read_text())
 
 
 def run_preview(tmp_path, config: dict, messages: str, *extra: str) -> subprocess.CompletedProcess:
@@ -117,52 +92,11 @@ def run_preview(tmp_path, config: dict, messages: str, *extra: str) -> subproces
     )
 
 
-@pytest.mark.parametrize(
-    "api, record_fields, expected",
-    [
-        (
-            SEED_TRACK,
-            {"email": "evalyn_shields@hotmail.com"},
-            {
-                "identity": "evalyn_shields@hotmail.com",
-                "event": "Username-Password-Authentication",
-                "timestamp": "2022-10-21T04:09:54.622Z",
-                "properties": {
-                    "blocked": False,
-                    "created_at": "2022-10-21T04:09:54.622Z",
-                    "name": "Jordan Yost",
-                },
-            },
-        ),
-        (
-            SEED_USERS,
-            {"nickname": "Noe"},
-            {
-                "identity": "auth0|26d8952b-2e1e-4b79-b2aa-e363f062701a",
-                "properties": {
-                    "identities.provider": "auth0",
-                    "created_at": "2022-10-21T04:09:59.328Z",
-                    "nickname": "Noe",
-                },
-            },
-        ),
-        (
-            SEED_ACCOUNTS,
-            {"family_name": "Tillman"},
-            {
-                "account_id": "815ff3c3-84fa-4f63-b959-ac2d11efc63c",
-                "properties": {"family_name": "Tillman", "email_verified": False, "blocked": False},
-            },
-        ),
-    ],
-    ids=["track", "add_user_properties", "add_account_properties"],
-)
-def test_preview_prints_the_seeds_examples_as_they_would_be_posted(
-    sandbox, tmp_path, api, record_fields, expected
-):
+@pytest.mark.parametrize("example", SEED_EXAMPLES, ids=[e["name"] for e in SEED_EXAMPLES])
+def test_preview_prints_the_seeds_examples_as_they_would_be_posted(sandbox, tmp_path, example):
+    api, expected = example["api"], example["item"]
     config = {"app_id": "11", "base_url": sandbox.url, "api": api}
-    record = first_record_with(**record_fields)
-    messages = lines(record_line({"email": None}), record_line(record))
+    messages = lines(record_line({"email": None}), record_line(example["record"]))
     done = run_preview(tmp_path, config, messages, "--limit", "1")
 
     assert done.returncode == 0, done.stderr
