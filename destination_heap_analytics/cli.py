@@ -32,10 +32,15 @@ EXPECTED_FAILURES = frozenset({FailureType.config_error, FailureType.transient_e
 A system_error is a bug, and keeps its stack trace for whoever fixes it."""
 
 
-def config_error(message: str) -> AirbyteTracedException:
+def traced_error(message: str, failure_type: FailureType) -> AirbyteTracedException:
+    """A TRACE error whose message is all the user needs (and carries no record contents)."""
     return AirbyteTracedException(
-        message=message, internal_message=message, failure_type=FailureType.config_error
+        message=message, internal_message=message, failure_type=failure_type
     )
+
+
+def config_error(message: str) -> AirbyteTracedException:
+    return traced_error(message, FailureType.config_error)
 
 
 def failed_status(message: str) -> AirbyteMessage:

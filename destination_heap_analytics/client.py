@@ -100,12 +100,7 @@ class HeapClient:
         withhold_server_text_in_urllib3_warnings()
 
     def body(self, items: Sequence[dict]) -> bytes:
-        """Heap's JSON body: `{"app_id", **item}` (single) or `{"app_id", <bulk_key>: [...]}`."""
-        if self.bulk_key is None:
-            if len(items) != 1:
-                raise ValueError("the single form carries exactly one item")
-            return orjson.dumps({"app_id": self.app_id, **items[0]})
-        return orjson.dumps({"app_id": self.app_id, self.bulk_key: items})
+        return orjson.dumps(request_body(self.app_id, self.bulk_key, items))
 
     def send(self, items: Sequence[dict]) -> None:
         self.post(self.body(items))
@@ -135,6 +130,16 @@ class HeapClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def request_body(app_id: str, bulk_key: str | None, items: Sequence[dict]) -> dict:
+    """Heap's JSON body: `{"app_id", **item}` (single form, `bulk_key` None) or
+    `{"app_id", <bulk_key>: [...]}` (bulk form)."""
+    if bulk_key is None:
+        if len(items) != 1:
+            raise ValueError("the single form carries exactly one item")
+        return {"app_id": app_id, **items[0]}
+    return {"app_id": app_id, bulk_key: items}
 
 
 def classify_response(response: requests.Response) -> None:

@@ -100,8 +100,7 @@ def schema_warnings(stream: str, columns: Iterable[ColumnPath], json_schema: obj
     schema that declares none (an open object) accepts any path below it."""
     if not _declared_properties(json_schema):
         return []
-    known: set[str] = set()
-    _collect_schema_paths(json_schema, "", known, 0)
+    known = schema_paths(json_schema)
     warnings = []
     for column in dict.fromkeys(columns):
         if _in_schema(column.segments, json_schema):
@@ -160,6 +159,13 @@ def _in_schema(segments: tuple[str, ...], schema: object) -> bool:
         else:
             return False
     return True
+
+
+def schema_paths(json_schema: object) -> set[str]:
+    """Every dotted path the schema declares (list positions as `0`)."""
+    paths: set[str] = set()
+    _collect_schema_paths(json_schema, "", paths, 0)
+    return paths
 
 
 def _collect_schema_paths(schema: object, prefix: str, out: set[str], depth: int) -> None:

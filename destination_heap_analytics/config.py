@@ -151,6 +151,8 @@ class HeapConfig:
     pacing_by_api: Mapping[ApiType, Pacing]
     max_retry_seconds: float
     pacing_time_scale: float = 1.0
+    dry_run: bool = False
+    """Transform and count everything, send nothing, emit no state."""
 
     def mapping_for(self, stream: StreamId) -> ColumnMapping | None:
         """The mapping of a stream: its `streams` entry (same namespace, else the entry without
@@ -217,6 +219,7 @@ def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
         ),
         max_retry_seconds=int(config["max_retry_seconds"]),
         pacing_time_scale=scale,
+        dry_run=bool(config["dry_run"]),
     )
 
 

@@ -7,8 +7,6 @@ unknown app_id silently, so a success proves the host and the path, not the app_
 
 from __future__ import annotations
 
-import threading
-
 from destination_heap_analytics.client import (
     HeapClient,
     HeapConfigurationError,
@@ -17,6 +15,7 @@ from destination_heap_analytics.client import (
 )
 from destination_heap_analytics.config import ApiType, HeapConfig, endpoint_url
 from destination_heap_analytics.retry import RetriesExhausted, RetryPolicy, call_with_retries
+from destination_heap_analytics.sync_clock import SyncClock
 from destination_heap_analytics.transformer import now_iso8601
 
 PREFLIGHT_IDENTITY = "admin@heap.io"
@@ -40,12 +39,11 @@ def check_connection(config: HeapConfig) -> str | None:
     """None when Heap accepted the preflight event, else a message saying what to fix."""
     url = endpoint_url(config.base_url, ApiType.TRACK)
     client = HeapClient(url, config.app_id, bulk_key=None, pool_size=1, timeout=CHECK_TIMEOUT)
-    never_cancelled = threading.Event()
     try:
         call_with_retries(
             lambda: client.send([preflight_event()]),
             RetryPolicy(min(CHECK_RETRY_SECONDS, config.max_retry_seconds)),
-            sleep=lambda seconds: not never_cancelled.wait(seconds),
+            SyncClock(),
         )
     except HeapConfigurationError as error:
         return f"{error}. Check the '{error.field}' setting."

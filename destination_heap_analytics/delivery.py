@@ -52,6 +52,8 @@ class DeliveryStats:
     """Counters shared by the sending threads; every update holds the lock."""
 
     delivered: int = 0
+    planned_items: int = 0
+    planned_requests: int = 0
     requests: int = 0
     retries: int = 0
     rejected: Counter = field(default_factory=Counter)
@@ -71,6 +73,12 @@ class DeliveryStats:
     def count_delivered(self, n: int) -> None:
         with self._lock:
             self.delivered += n
+
+    def count_planned(self, n: int) -> None:
+        """A dry run's batch: what would have been one request of `n` items."""
+        with self._lock:
+            self.planned_items += n
+            self.planned_requests += 1
 
     def count_rejection(self, rejection: Rejection) -> None:
         with self._lock:
@@ -160,13 +168,7 @@ class BatchDelivery:
             self._stats.count_request()
             self._client.post(body)
 
-        call_with_retries(
-            attempt,
-            self._policy,
-            sleep=self._clock.sleep,
-            on_retry=self._on_retry,
-            clock=self._clock.now,
-        )
+        call_with_retries(attempt, self._policy, self._clock, on_retry=self._on_retry)
 
     def _on_retry(self, error: HeapTransientError, delay: float) -> None:
         self._stats.count_retry(str(error))

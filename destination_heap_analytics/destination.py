@@ -20,12 +20,13 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_heap_analytics.cli import config_error, ends_cleanly, failed_status
+from destination_heap_analytics.cli import config_error, ends_cleanly, failed_status, traced_error
 from destination_heap_analytics.client import HeapConfigurationError
 from destination_heap_analytics.config import ConfigError, HeapConfig, parse_config
 from destination_heap_analytics.config_file import ConfigFileError, read_config_file
 from destination_heap_analytics.connection_check import check_connection
 from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.preview import run_preview
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
 from destination_heap_analytics.stats import InputStats
@@ -42,6 +43,8 @@ class DestinationHeapAnalytics(Destination):
         """Never raises: the CDK does not turn an exception in check into a FAILED status."""
         try:
             settings = parse_config(config)
+            if settings.dry_run:
+                return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=DRY_RUN_CHECK)
             logger.info(f"Checking Heap at {settings.base_url}")
             problem = check_connection(settings)
         except ConfigError as error:
@@ -53,7 +56,11 @@ class DestinationHeapAnalytics(Destination):
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
     def run(self, args: list[str]) -> None:
-        """The CDK's run; an expected failure or Ctrl-C ends without a stack trace (cli.py)."""
+        """The CDK's run; an expected failure or Ctrl-C ends without a stack trace (cli.py).
+
+        `preview` is a local command outside the Airbyte protocol (preview.py)."""
+        if args[:1] == ["preview"]:
+            raise SystemExit(run_preview(args[1:], sys.stdin.buffer, sys.stdout, sys.stderr))
         with ends_cleanly(logger):
             super().run(args)
 
@@ -116,6 +123,9 @@ class DestinationHeapAnalytics(Destination):
         yield from writer.summary()
 
 
+DRY_RUN_CHECK = "Dry run: the configuration is valid; no preflight event was sent to Heap."
+
+
 def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:
     try:
         return parse_config(config)
@@ -123,30 +133,23 @@ def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:
         raise config_error(str(error)) from None
 
 
+RESUMES = (
+    "States of records not yet delivered were not emitted, so the next sync resumes from the last "
+    "emitted state."
+)
+
+
 def as_traced_exception(error: Exception) -> AirbyteTracedException:
     """A TRACE error the user can act on; messages carry no record contents."""
     if isinstance(error, AirbyteTracedException):
         return error
     if isinstance(error, HeapConfigurationError):
-        message = f"{error}. Check the '{error.field}' setting; nothing more was sent."
-        return AirbyteTracedException(
-            message=message, internal_message=message, failure_type=FailureType.config_error
-        )
+        return config_error(f"{error}. Check the '{error.field}' setting; nothing more was sent.")
     if isinstance(error, HeapRefusesMost):
-        message = (
-            f"{error}. Check the 'api' mapping and 'app_id'. States of records not yet delivered "
-            "were not emitted, so the next sync resumes from the last emitted state."
-        )
-        return AirbyteTracedException(
-            message=message, internal_message=message, failure_type=FailureType.config_error
-        )
+        return config_error(f"{error}. Check the 'api' mapping and 'app_id'. {RESUMES}")
     if isinstance(error, RetriesExhausted):
-        message = (
-            f"Heap stayed unavailable: {error}. States of records not yet delivered were not "
-            "emitted, so the next sync resumes from the last emitted state."
-        )
-        return AirbyteTracedException(
-            message=message, internal_message=message, failure_type=FailureType.transient_error
+        return traced_error(
+            f"Heap stayed unavailable: {error}. {RESUMES}", FailureType.transient_error
         )
     frames = "".join(traceback.format_tb(error.__traceback__))
     return AirbyteTracedException(

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from destination_heap_analytics.config import Pacing, RateLimit
+from destination_heap_analytics.sync_clock import Clock
 
 SAFETY_MARGIN_FRACTION = 0.02
 """Extra window length, as a fraction of the window: requests arrive later than they leave."""
@@ -209,14 +209,8 @@ class IdentityWindows:
 
 
 class Pacer:
-    def __init__(
-        self,
-        pacing: Pacing,
-        sleep: Callable[[float], bool],
-        clock: Callable[[], float] = time.monotonic,
-        sketch_width: int = SKETCH_WIDTH,
-    ) -> None:
-        """`sleep(seconds)` returns False when the sync is cancelled during the wait.
+    def __init__(self, pacing: Pacing, clock: Clock, sketch_width: int = SKETCH_WIDTH) -> None:
+        """`clock` is the sync's: its sleep returns False once the sync is cancelled.
         `sketch_width` sizes the per-identity counts (smaller only paces earlier)."""
         self._app = RollingWindow(pacing.per_app) if pacing.per_app else None
         self._identities = (
@@ -224,7 +218,6 @@ class Pacer:
         )
         self._interval = self._app.window / self._app.capacity if self._app is not None else 0.0
         self._next_free = 0.0
-        self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
@@ -241,7 +234,7 @@ class Pacer:
         cells = self._identities.cells(items) if self._identities is not None else None
         while True:
             with self._lock:
-                now = self._clock()
+                now = self._clock.now()
                 wait = self._wait_needed(now, len(items), cells)
                 if wait <= 0:
                     self._record(now, len(items), cells)
@@ -251,9 +244,9 @@ class Pacer:
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, counting only the time that passed: a cancelled sleep ends early."""
-        started = self._clock()
-        keep_going = self._sleep(seconds)
-        waited = self._clock() - started
+        started = self._clock.now()
+        keep_going = self._clock.sleep(seconds)
+        waited = self._clock.now() - started
         with self._lock:
             self.waited_seconds += waited
         return keep_going

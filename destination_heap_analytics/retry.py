@@ -8,12 +8,12 @@ once when the sync is aborted. Those three together are about as long in either 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from destination_heap_analytics.client import HeapTransientError
+from destination_heap_analytics.sync_clock import Clock
 
 T = TypeVar("T")
 
@@ -58,26 +58,25 @@ class RetryPolicy:
 def call_with_retries(
     operation: Callable[[], T],
     policy: RetryPolicy,
-    sleep: Callable[[float], bool],
+    clock: Clock,
     on_retry: Callable[[HeapTransientError, float], None] = lambda error, delay: None,
-    clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> T:
     """Run `operation` until it succeeds, raises a non-transient error, or time runs out.
 
-    `sleep(seconds)` returns False when the sync was cancelled during the wait.
+    `clock` is the sync's: its sleep returns False when the sync was cancelled during the wait.
     """
-    started = clock()
+    started = clock.now()
     attempt = 0
     while True:
         try:
             return operation()
         except HeapTransientError as error:
             delay = policy.delay(attempt, error.retry_after, rand)
-            elapsed = clock() - started
+            elapsed = clock.now() - started
             attempt += 1
             if elapsed + delay > policy.max_retry_seconds:
                 raise RetriesExhausted(error, attempt, elapsed) from None
             on_retry(error, delay)
-            if not sleep(delay):
+            if not clock.sleep(delay):
                 raise Cancelled() from None

@@ -20,17 +20,19 @@ from enum import Enum
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 
 from destination_heap_analytics.client import HeapClient
-from destination_heap_analytics.column_report import ColumnReport, schema_warnings
+from destination_heap_analytics.column_report import ColumnReport, schema_paths, schema_warnings
 from destination_heap_analytics.config import (
     ApiType,
     ColumnMapping,
     ColumnPath,
     HeapConfig,
+    Pacing,
     RateLimit,
     StreamId,
     endpoint_url,
 )
 from destination_heap_analytics.delivery import BatchDelivery
+from destination_heap_analytics.dry_run import DryRunDelivery, PreviewSample
 from destination_heap_analytics.loader import BatchLoader
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import RejectionGuard
@@ -94,9 +96,12 @@ class Route:
 
 @dataclass
 class _Endpoint:
-    """What the routes of one API type share: Heap limits these per app and per API."""
+    """What the routes of one API type share: Heap limits these per app and per API. A dry run
+    has no client (nothing is sent) and a pacer that never waits."""
 
-    client: HeapClient
+    url: str
+    bulk_key: str | None
+    client: HeapClient | None
     pacer: Pacer
     batch_size: int
 
@@ -109,9 +114,12 @@ class Routes:
         clock: Clock,
         pool: SenderPool,
         client_factory: Callable[..., HeapClient] = HeapClient,
+        preview: PreviewSample | None = None,
     ) -> None:
-        """`client_factory` makes the HTTP client of each API type (a fake in unit tests)."""
+        """`client_factory` makes the HTTP client of each API type (a fake in unit tests);
+        `preview` collects the first items of a dry run for the `preview` command."""
         self._client_factory = client_factory
+        self._preview = preview
         self._config = config
         self._configured = catalog
         self._catalog = CatalogStreams(catalog)
@@ -165,20 +173,32 @@ class Routes:
 
     def close(self) -> None:
         for endpoint in self._endpoints.values():
-            endpoint.client.close()
+            if endpoint.client is not None:
+                endpoint.client.close()
 
     def _build(self, stream: StreamId, mapping: ColumnMapping) -> Route:
         endpoint = self._endpoint(mapping.api_type)
         stats = RouteStats(stream, mapping.api_type)
         transformer = RecordTransformer(mapping, stats=stats.transform)
-        delivery = BatchDelivery(
-            endpoint.client,
-            endpoint.pacer,
-            self._policy,
-            stats.delivery,
-            self._clock,
-            guard=RejectionGuard(),
-        )
+        if endpoint.client is None:
+            delivery: BatchDelivery | DryRunDelivery = DryRunDelivery(
+                stats.delivery,
+                endpoint.url,
+                self._config.app_id,
+                endpoint.bulk_key,
+                known_property_names(mapping, self._json_schema(stream)),
+                shapes=stats.shapes,
+                preview=self._preview,
+            )
+        else:
+            delivery = BatchDelivery(
+                endpoint.client,
+                endpoint.pacer,
+                self._policy,
+                stats.delivery,
+                self._clock,
+                guard=RejectionGuard(),
+            )
         loader = BatchLoader(
             delivery.deliver,
             endpoint.batch_size,
@@ -188,21 +208,53 @@ class Routes:
         )
         return Route(stats, transformer, loader, ColumnReport(mapping.configured_columns()))
 
+    def _json_schema(self, stream: StreamId) -> object:
+        """The stream's declared schema in the configured catalog (by name when the namespace
+        differs), or None."""
+        configured = [s.stream for s in self._configured.streams]
+        for candidate in configured:
+            if (candidate.namespace, candidate.name) == stream:
+                return candidate.json_schema
+        same_name = [c for c in configured if c.name == stream[1]]
+        return same_name[0].json_schema if same_name else None
+
     def _endpoint(self, api_type: ApiType) -> _Endpoint:
         endpoint = self._endpoints.get(api_type)
         if endpoint is None:
             config = self._config
             pacing = config.pacing_for(api_type)
-            client = self._client_factory(
-                endpoint_url(config.base_url, api_type),
-                config.app_id,
-                api_type.bulk_key if config.uses_bulk_form else None,
-                pool_size=config.max_concurrent_requests,
-            )
-            pacer = Pacer(pacing, sleep=self._clock.sleep, clock=self._clock.now)
+            url = endpoint_url(config.base_url, api_type)
+            bulk_key = api_type.bulk_key if config.uses_bulk_form else None
+            client = None
+            if not config.dry_run:
+                client = self._client_factory(
+                    url, config.app_id, bulk_key, pool_size=config.max_concurrent_requests
+                )
+            pacer = Pacer(NO_PACING if config.dry_run else pacing, self._clock)
             batch_size = effective_batch_size(config.batch_size, pacing.per_app)
-            endpoint = self._endpoints[api_type] = _Endpoint(client, pacer, batch_size)
+            endpoint = _Endpoint(url, bulk_key, client, pacer, batch_size)
+            self._endpoints[api_type] = endpoint
         return endpoint
+
+
+NO_PACING = Pacing(per_app=None, per_identity=None)
+"""A dry run sends nothing, so it has nothing to pace; its batches keep the real sizes."""
+
+
+def known_property_names(mapping: ColumnMapping, json_schema: object) -> frozenset[str]:
+    """Property names a dry run may show: the mapping's own, and the catalog schema's paths,
+    also under a renamed object column (`identities as ident` → `ident.provider`)."""
+    declared = schema_paths(json_schema)
+    names = set(declared)
+    for column in mapping.property_columns or ():
+        names.add(column.name)
+        prefix = f"{column.path.name}."
+        names.update(
+            column.name + path[len(column.path.name) :]
+            for path in declared
+            if path.startswith(prefix)
+        )
+    return frozenset(names)
 
 
 def effective_batch_size(batch_size: int, per_app: RateLimit | None) -> int:

@@ -28,14 +28,21 @@ def stream_of(state: AirbyteStateMessage) -> StreamId | None:
 
 
 class StateGate:
-    def __init__(self) -> None:
+    def __init__(self, withhold: bool = False) -> None:
+        """`withhold`: a dry run, which must emit no state at all, so that the next real sync
+        starts from the same place; such states are only counted."""
         self._held: deque[tuple[Waits, AirbyteMessage]] = deque()
+        self._withhold = withhold
+        self.withheld = 0
 
     @property
     def holding(self) -> bool:
         return bool(self._held)
 
     def hold(self, message: AirbyteMessage, waits: Waits) -> None:
+        if self._withhold:
+            self.withheld += 1
+            return
         self._held.append((waits, message))
 
     def release(self) -> list[AirbyteMessage]:

@@ -40,6 +40,8 @@ class RouteStats:
     transform: TransformStats = field(default_factory=TransformStats)
     records: int = 0
     invalid: Counter = field(default_factory=Counter)
+    shapes: list[str] = field(default_factory=list)
+    """A dry run's description of the stream's first items (names and types, never values)."""
 
     @property
     def name(self) -> str:
@@ -75,6 +77,14 @@ class SyncStats:
     @property
     def requests(self) -> int:
         return sum(route.delivery.requests for route in self.routes)
+
+    @property
+    def planned_items(self) -> int:
+        return sum(route.delivery.planned_items for route in self.routes)
+
+    @property
+    def planned_requests(self) -> int:
+        return sum(route.delivery.planned_requests for route in self.routes)
 
     @property
     def retry_reasons(self) -> Counter:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
 from destination_heap_analytics.delivery import Rejection
+from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.stats import RouteStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock
 
@@ -25,8 +26,18 @@ LOGGED_ROWS_PER_REASON = 10
 
 
 class SyncLog:
-    def __init__(self, stats: SyncStats, clock: Clock, output: list[AirbyteMessage]) -> None:
-        """Lines are appended to `output`, the writer's queue of messages for Airbyte."""
+    def __init__(
+        self,
+        stats: SyncStats,
+        clock: Clock,
+        output: list[AirbyteMessage],
+        dry_run: bool = False,
+        preview: PreviewSample | None = None,
+    ) -> None:
+        """Lines are appended to `output`, the writer's queue of messages for Airbyte; a dry
+        run's summary says what would have been sent; `preview` also receives invalid rows."""
+        self._dry_run = dry_run
+        self._preview = preview
         self._stats = stats
         self._clock = clock
         self._output = output
@@ -42,6 +53,8 @@ class SyncLog:
     # -- rows ------------------------------------------------------------------------------------
     def invalid_row(self, row: int, reason: str) -> None:
         self._row(f"Row {row} skipped as invalid: {reason}.", reason)
+        if self._preview is not None:
+            self._preview.invalid(row, reason)
 
     def rejected_rows(self, rejections: Iterable[Rejection]) -> None:
         for rejection in rejections:
@@ -85,12 +98,46 @@ class SyncLog:
         logger.info(progress_line(self._stats, in_flight, now))
 
     # -- summary ---------------------------------------------------------------------------------
-    def summary(self, paced_seconds: float) -> list[AirbyteMessage]:
+    def dry_run_started(self) -> None:
+        self.log(Level.INFO, f"Dry run: {DRY_RUN_PROMISE}.")
+
+    def summary(self, paced_seconds: float, states_withheld: int = 0) -> list[AirbyteMessage]:
         stats = self._stats
         lines = [totals_line(stats), summary_line(stats, paced_seconds, self._clock.now())]
-        if len(stats.routes) > 1:
+        if self._dry_run:
+            lines += [dry_run_stream_line(route) for route in stats.routes]
+            lines += [
+                dry_run_line(stats),
+                f"Dry run complete: {DRY_RUN_PROMISE} ({states_withheld} states withheld).",
+            ]
+        elif len(stats.routes) > 1:
             lines += [stream_line(route) for route in stats.routes]
         return [log_message(Level.INFO, line) for line in lines]
+
+
+DRY_RUN_PROMISE = (
+    "records are read, checked and transformed as in a real sync, but nothing is sent to Heap "
+    "and no state is emitted, so the next real sync starts from the same place"
+)
+
+
+def dry_run_line(stats: SyncStats) -> str:
+    return f"Dry run: would load {stats.planned_items} items in {stats.planned_requests} requests."
+
+
+def dry_run_stream_line(route: RouteStats) -> str:
+    """What one stream would have sent: counts, and the shape of its first items."""
+    delivery, transform = route.delivery, route.transform
+    line = (
+        f"Dry run, stream '{route.name}' ({route.api_type.value}): {route.records} records, "
+        f"would load {delivery.planned_items} items in {delivery.planned_requests} requests; "
+        f"invalid {with_reasons(route.invalid)}; values truncated to 1023 characters: "
+        f"{transform.truncated_values}; properties dropped: "
+        f"{with_reasons(Counter(transform.dropped_properties))}."
+    )
+    for number, shape in enumerate(route.shapes, start=1):
+        line += f" Item {number}: {shape}."
+    return line
 
 
 def totals_line(stats: SyncStats) -> str:

@@ -21,6 +21,7 @@ from airbyte_cdk.models import (
 
 from destination_heap_analytics.client import HeapClient
 from destination_heap_analytics.config import HeapConfig, StreamId
+from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.routes import Ignored, Route, Routes
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_gate import StateCounter, StateGate, stream_of
@@ -40,6 +41,7 @@ class HeapWriter:
         stats: SyncStats,
         log: SyncLog,
         output: list[AirbyteMessage],
+        gate: StateGate,
     ) -> None:
         """`output` is where the log writes its lines; states join them there, in order."""
         self.output = output
@@ -47,7 +49,7 @@ class HeapWriter:
         self._pool = pool
         self.stats = stats
         self._log = log
-        self._gate = StateGate()
+        self._gate = gate
         self._counter = StateCounter()
         self._known: dict[StreamId, Route | Ignored] = {}
 
@@ -59,19 +61,24 @@ class HeapWriter:
         input_stats: InputStats,
         clock: Clock | None = None,
         client_factory: Callable[..., HeapClient] = HeapClient,
+        preview: PreviewSample | None = None,
     ) -> HeapWriter:
-        """Wire one sync together: the clock, the shared senders, the routes, the log."""
+        """Wire one sync together: the clock, the shared senders, the routes, the log. A dry
+        run (`config.dry_run`) sends nothing and emits no state; `preview` collects its first
+        items for the `preview` command."""
         clock = clock or SyncClock()
         stats = SyncStats(input_stats, started=clock.now())
         output: list[AirbyteMessage] = []
-        log = SyncLog(stats, clock, output)
+        log = SyncLog(stats, clock, output, dry_run=config.dry_run, preview=preview)
         pool = SenderPool(
             config.max_concurrent_requests,
             clock,
             while_waiting=lambda: log.progress_while_blocked(pool.in_flight),
         )
-        routes = Routes(config, catalog, clock, pool, client_factory)
-        writer = cls(routes, pool, stats, log, output)
+        routes = Routes(config, catalog, clock, pool, client_factory, preview)
+        writer = cls(routes, pool, stats, log, output, StateGate(withhold=config.dry_run))
+        if config.dry_run:
+            log.dry_run_started()
         for warning in routes.schema_warnings():
             log.warn(warning)
         if config.pacing_time_scale != 1.0:
@@ -146,7 +153,7 @@ class HeapWriter:
         return taken
 
     def summary(self) -> list[AirbyteMessage]:
-        return self._log.summary(self._routes.paced_seconds)
+        return self._log.summary(self._routes.paced_seconds, self._gate.withheld)
 
     def log(self, level: Level, text: str) -> None:
         self._log.log(level, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,26 @@ def run_write(
         stdin=messages,
         timeout=timeout,
     )
+
+
+def stream_write(config_path: Path, catalog: Path, messages: str) -> Iterator[dict]:
+    """`python main.py write` fed `messages` from a thread: yields each message of its stdout as
+    it arrives (so a test can compare a state with what the sandbox holds at that moment), then
+    checks that the command succeeded."""
+    process = subprocess.Popen(
+        cli_command("write", "--config", str(config_path), "--catalog", str(catalog)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    feeder = threading.Thread(target=lambda: (process.stdin.write(messages), process.stdin.close()))
+    feeder.start()
+    for line in process.stdout:
+        yield json.loads(line)
+    feeder.join()
+    assert process.wait(timeout=120) == 0
 
 
 def record_line(data: dict, stream: str = "users") -> str:

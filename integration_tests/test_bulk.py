@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
 from collections import Counter
 
 import pytest
@@ -18,6 +16,7 @@ from integration_tests.conftest import (
     record_line,
     run_write,
     state_line,
+    stream_write,
     write_json,
 )
 
@@ -124,26 +123,13 @@ def test_states_are_emitted_only_after_their_records_are_acknowledged(sandbox, t
         tmp_path, "c.json", config(sandbox.url, batch_size=100, max_concurrent_requests=4)
     )
     messages = records_with_states(3000, state_every=250)
-    process = subprocess.Popen(
-        cli_command("write", "--config", str(config_path), "--catalog", str(CATALOG)),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    feeder = threading.Thread(target=lambda: (process.stdin.write(messages), process.stdin.close()))
-    feeder.start()
     seen_states = []
-    for line in process.stdout:
-        message = json.loads(line)
+    for message in stream_write(config_path, CATALOG, messages):
         if message["type"] == "STATE":
             covered = message["state"]["stream"]["stream_state"]["v"]
             accepted = set(item_ns(sandbox.accepted("track")))
             assert set(range(1, covered + 1)) <= accepted, f"state {covered} came early"
             seen_states.append(covered)
-    feeder.join()
-    assert process.wait(timeout=60) == 0
     assert seen_states == list(range(250, 3001, 250))
 
 

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import threading
 from collections import Counter
 
 from integration_tests.conftest import (
-    ROOT,
     SAMPLES,
-    cli_command,
     lines,
     record_line,
     run_write,
+    stream_write,
     write_json,
 )
 
@@ -173,19 +170,8 @@ def test_stream_and_global_states_are_never_early_under_concurrency_and_faults(s
     config = streams_config(sandbox.url, streams=mappings, batch_size=40, max_concurrent_requests=8)
     messages, expected_states = multi_stream_input(2400, seed=5)
     config_path = write_json(tmp_path, "c.json", config)
-    process = subprocess.Popen(
-        cli_command("write", "--config", str(config_path), "--catalog", str(STREAMS_CATALOG)),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    feeder = threading.Thread(target=lambda: (process.stdin.write(messages), process.stdin.close()))
-    feeder.start()
     seen = []
-    for line in process.stdout:
-        message = json.loads(line)
+    for message in stream_write(config_path, STREAMS_CATALOG, messages):
         if message["type"] != "STATE":
             continue
         state = message["state"]
@@ -198,8 +184,6 @@ def test_stream_and_global_states_are_never_early_under_concurrency_and_faults(s
             missing = set(range(1, covered + 1)) - accepted_ns(sandbox, stream)
             assert not missing, f"a state covering {stream} {covered} came early"
         seen.append(value)
-    feeder.join()
-    assert process.wait(timeout=120) == 0
     assert seen == expected_states, "every state, in input order"
     assert sandbox.counters()["injected_500"] > 0
     for stream, api_type in API_OF.items():

@@ -428,6 +428,7 @@ def values_for(path: tuple[str, ...]) -> st.SearchStrategy:
         "string": strings,
         "object": st.sampled_from(list(BASE_APIS.values())),
         "array": stream_entries,
+        "boolean": st.booleans(),
     }[kind]
     return st.one_of(typed, typed, typed, any_value)
 
@@ -678,3 +679,9 @@ def test_renamed_and_plain_columns_may_share_a_path():
     api = {**TRACK_API, "property_columns": "plan, plan as plan_again"}
     columns = parse_config(config(api=api)).default_mapping.property_columns
     assert [(c.path.name, c.name) for c in columns] == [("plan", "plan"), ("plan", "plan_again")]
+
+
+def test_dry_run_is_off_unless_asked_for():
+    assert parse_config(config()).dry_run is False
+    assert parse_config(config(dry_run=True)).dry_run is True
+    assert error_of(config(dry_run="yes")).field == "dry_run"

@@ -26,6 +26,7 @@ from destination_heap_analytics.rejection_guard import (
     RejectionGuard,
 )
 from destination_heap_analytics.retry import Cancelled, RetriesExhausted, RetryPolicy
+from unit_tests.fakes import FakeClock
 
 
 class FakeClient:
@@ -54,41 +55,18 @@ class FakeClient:
         self.accepted.extend(body)
 
 
-class FakeSleep:
-    """A sleep that records its calls and returns `keep_going`; also the delivery's clock."""
-
-    def __init__(self, keep_going: bool = True) -> None:
-        self.calls: list[float] = []
-        self.keep_going = keep_going
-        self.time = 0.0
-
-    def __call__(self, seconds: float) -> bool:
-        self.calls.append(seconds)
-        self.time += seconds
-        return self.keep_going
-
-    def now(self) -> float:
-        return self.time
-
-    def sleep(self, seconds: float) -> bool:
-        return self(seconds)
-
-    def cancel(self) -> None:
-        self.keep_going = False
-
-
 def make_delivery(
     client: FakeClient,
-    sleep: FakeSleep | None = None,
+    sleep: FakeClock | None = None,
     pacer: Pacer | None = None,
     max_retry_seconds: float = 60,
     guard: RejectionGuard | None = None,
 ) -> tuple[BatchDelivery, DeliveryStats]:
-    sleep = sleep if sleep is not None else FakeSleep()
+    sleep = sleep if sleep is not None else FakeClock()
     stats = DeliveryStats()
     delivery = BatchDelivery(
         client,
-        pacer if pacer is not None else Pacer(Pacing(None, None), sleep=sleep),
+        pacer if pacer is not None else Pacer(Pacing(None, None), sleep),
         RetryPolicy(max_retry_seconds),
         stats,
         sleep,
@@ -234,7 +212,7 @@ def test_distinct_rejection_messages_are_bounded_in_variety():
 
 def test_transient_errors_are_retried_and_counted():
     client = FakeClient(errors=[HeapTransientError("HTTP 503 from Heap")] * 2)
-    sleep = FakeSleep()
+    sleep = FakeClock()
     delivery, stats = make_delivery(client, sleep=sleep)
 
     delivery.deliver(make_batch(3))
@@ -243,17 +221,17 @@ def test_transient_errors_are_retried_and_counted():
     assert stats.requests == 3
     assert stats.retries == 2
     assert stats.retry_reasons == {"HTTP 503 from Heap": 2}
-    assert len(sleep.calls) == 2
+    assert len(sleep.sleeps) == 2
 
 
 def test_retry_waits_as_long_as_retry_after_says():
     client = FakeClient(errors=[HeapTransientError("HTTP 429 from Heap", retry_after=7.0)])
-    sleep = FakeSleep()
+    sleep = FakeClock()
     delivery, _ = make_delivery(client, sleep=sleep)
 
     delivery.deliver(make_batch(1))
 
-    assert sleep.calls == [7.0]
+    assert sleep.sleeps == [7.0]
 
 
 def test_transient_error_while_splitting_is_retried_without_losing_items():
@@ -323,22 +301,22 @@ def test_configuration_error_while_splitting_propagates():
 
 def test_cancelled_when_the_pacers_sleep_says_cancelled():
     client = FakeClient()
-    cancelled_sleep = FakeSleep(keep_going=False)
-    pacer = Pacer(Pacing(RateLimit(1, 60.0), None), sleep=cancelled_sleep)
+    cancelled_sleep = FakeClock(keep_going=False)
+    pacer = Pacer(Pacing(RateLimit(1, 60.0), None), cancelled_sleep)
     delivery, stats = make_delivery(client, pacer=pacer)
     delivery.deliver(make_batch(1))
 
     with pytest.raises(Cancelled):
         delivery.deliver(make_batch(1))
 
-    assert len(cancelled_sleep.calls) == 1
+    assert len(cancelled_sleep.sleeps) == 1
     assert len(client.posts) == 1
     assert stats.requests == 1
 
 
 def test_cancelled_when_the_retry_sleep_says_cancelled():
     client = FakeClient(errors=[HeapTransientError("HTTP 500 from Heap")] * 5)
-    delivery, stats = make_delivery(client, sleep=FakeSleep(keep_going=False))
+    delivery, stats = make_delivery(client, sleep=FakeClock(keep_going=False))
 
     with pytest.raises(Cancelled):
         delivery.deliver(make_batch(2))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from airbyte_cdk.models import FailureType
+import logging
+
+from airbyte_cdk.models import FailureType, Status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_heap_analytics.client import HeapConfigurationError, HeapTransientError
-from destination_heap_analytics.destination import as_traced_exception
+from destination_heap_analytics.destination import DestinationHeapAnalytics, as_traced_exception
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
 
@@ -57,3 +59,27 @@ def test_heap_refusing_most_records_becomes_a_config_error_that_keeps_states_hon
     assert traced.failure_type == FailureType.config_error
     assert traced.message.startswith("Heap refused 10 of the last 10 records it judged")
     assert "'api' mapping and 'app_id'" in traced.message
+
+
+def test_check_in_a_dry_run_validates_without_sending_anything():
+    config = {
+        "app_id": "11",
+        "base_url": "https://heap-host-that-does-not-exist.invalid",
+        "dry_run": True,
+        "api": {
+            "api_type": "track",
+            "identity_column": "u",
+            "event_name": "E",
+            "property_columns": "*",
+        },
+    }
+    status = DestinationHeapAnalytics().check(logging.getLogger("test"), config)
+    assert status.status == Status.SUCCEEDED
+    assert (
+        status.message
+        == "Dry run: the configuration is valid; no preflight event was sent to Heap."
+    )
+    broken = {**config, "api": {**config["api"], "identity_column": ""}}
+    assert (
+        DestinationHeapAnalytics().check(logging.getLogger("test"), broken).status == Status.FAILED
+    )

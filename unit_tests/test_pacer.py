@@ -18,7 +18,7 @@ from destination_heap_analytics.pacer import (
     Pacer,
     RollingWindow,
 )
-from unit_tests.fakes import FakeTime
+from unit_tests.fakes import FakeClock
 
 APP_LIMIT = RateLimit(items=100, window_seconds=60)
 PACED_SPAN = 60 * (1 + SAFETY_MARGIN_FRACTION) - 1e-6
@@ -26,16 +26,16 @@ PACED_SPAN = 60 * (1 + SAFETY_MARGIN_FRACTION) - 1e-6
 exactly one window apart cannot decide a test."""
 
 
-def make_pacer(pacing: Pacing, fake: FakeTime) -> Pacer:
-    return Pacer(pacing, sleep=fake.sleep, clock=fake.clock)
+def make_pacer(pacing: Pacing, fake: FakeClock) -> Pacer:
+    return Pacer(pacing, fake)
 
 
-def send_batches(pacer: Pacer, fake: FakeTime, batches: int, size: int) -> list[tuple[float, int]]:
+def send_batches(pacer: Pacer, fake: FakeClock, batches: int, size: int) -> list[tuple[float, int]]:
     """Acquire `batches` batches back to back; the (time, count) of each granted send."""
     sends = []
     for _ in range(batches):
         assert pacer.acquire([{"event": "e"}] * size)
-        sends.append((fake.now, size))
+        sends.append((fake.time, size))
     return sends
 
 
@@ -48,7 +48,7 @@ def max_items_in_any_window(sends: list[tuple[float, int]], window: float) -> in
 
 
 def test_per_app_limit_holds_in_every_rolling_window():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
 
     sends = send_batches(pacer, fake, batches=100, size=10)
@@ -57,9 +57,9 @@ def test_per_app_limit_holds_in_every_rolling_window():
 
 
 def test_per_app_long_run_rate_is_near_the_limit():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
-    started = fake.now
+    started = fake.time
 
     sends = send_batches(pacer, fake, batches=100, size=10)
 
@@ -70,7 +70,7 @@ def test_per_app_long_run_rate_is_near_the_limit():
 
 
 def test_burst_is_spread_evenly():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
     spacing = 10 * 60 * (1 + SAFETY_MARGIN_FRACTION) / 100
 
@@ -81,7 +81,7 @@ def test_burst_is_spread_evenly():
 
 
 def test_first_send_does_not_wait():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
 
     assert pacer.acquire([{"event": "e"}] * 10)
@@ -91,18 +91,8 @@ def test_first_send_does_not_wait():
 
 
 def test_waited_seconds_counts_only_the_time_a_cancelled_wait_lasted():
-    fake = FakeTime(start=5000.0)
-
-    def cancelled_after_two_seconds(seconds: float) -> bool:
-        fake.sleeps.append(seconds)
-        fake.now += 2.0
-        return False
-
-    pacer = Pacer(
-        Pacing(per_app=RateLimit(10, 60), per_identity=None),
-        sleep=cancelled_after_two_seconds,
-        clock=fake.clock,
-    )
+    fake = FakeClock(start=5000.0, cancel_after=2.0)
+    pacer = Pacer(Pacing(per_app=RateLimit(10, 60), per_identity=None), fake)
     assert pacer.acquire([{"event": "e"}] * 10)
 
     assert pacer.acquire([{"event": "e"}]) is False
@@ -112,7 +102,7 @@ def test_waited_seconds_counts_only_the_time_a_cancelled_wait_lasted():
 
 
 def test_waited_seconds_accumulates_sleeps():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=APP_LIMIT, per_identity=None), fake)
 
     send_batches(pacer, fake, batches=5, size=10)
@@ -125,7 +115,7 @@ def test_waited_seconds_accumulates_sleeps():
 
 
 def test_per_identity_limit_blocks_sixth_event_of_same_identity():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
 
     for _ in range(5):
@@ -139,7 +129,7 @@ def test_per_identity_limit_blocks_sixth_event_of_same_identity():
 
 
 def test_per_identity_limit_does_not_block_other_identities():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
 
     for _ in range(5):
@@ -151,7 +141,7 @@ def test_per_identity_limit_does_not_block_other_identities():
 
 
 def test_per_identity_limit_counts_items_within_one_batch():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
 
     assert pacer.acquire([{"identity": "a"}] * 3 + [{"identity": "b"}] * 5)
@@ -163,12 +153,12 @@ def test_per_identity_limit_counts_items_within_one_batch():
 
 
 def test_identity_can_send_a_full_window_again_once_its_items_left():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
     for _ in range(5):
         assert pacer.acquire([{"identity": "a"}])
 
-    fake.now += 200  # well past a window, its margin and the last, partly covered bucket
+    fake.time += 200  # well past a window, its margin and the last, partly covered bucket
     for _ in range(5):
         assert pacer.acquire([{"identity": "a"}])
 
@@ -176,13 +166,13 @@ def test_identity_can_send_a_full_window_again_once_its_items_left():
 
 
 def test_identity_items_still_in_the_window_keep_counting():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
     pacer.acquire([{"identity": "a"}] * 5)
-    fake.now += 59
+    fake.time += 59
     pacer.acquire([{"identity": "b"}] * 5)
 
-    fake.now += 30  # "a" is 89 s old (gone), "b" only 30 s (kept)
+    fake.time += 30  # "a" is 89 s old (gone), "b" only 30 s (kept)
     assert pacer.acquire([{"identity": "a"}] * 5)
     assert fake.sleeps == []
 
@@ -193,11 +183,11 @@ def test_identity_items_still_in_the_window_keep_counting():
 def test_identity_wait_ends_within_one_bucket_of_the_window():
     """Bucketed counting may hold an identity back for up to one bucket past the window, no
     more: the wait is bounded, and at least Heap's window."""
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     limit = RateLimit(5, 60)
     pacer = make_pacer(Pacing(per_app=None, per_identity=limit), fake)
     assert pacer.acquire([{"identity": "a"}] * 5)
-    fake.now += 1.0
+    fake.time += 1.0
 
     assert pacer.acquire([{"identity": "a"}])
 
@@ -207,9 +197,9 @@ def test_identity_wait_ends_within_one_bucket_of_the_window():
 
 def test_identities_sharing_every_counter_are_paced_together_never_late():
     """A one-counter sketch makes every identity collide: counts only ever err upwards."""
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacing = Pacing(per_app=None, per_identity=RateLimit(5, 60))
-    pacer = Pacer(pacing, sleep=fake.sleep, clock=fake.clock, sketch_width=1)
+    pacer = Pacer(pacing, fake, sketch_width=1)
     for _ in range(5):
         assert pacer.acquire([{"identity": "a"}])
 
@@ -219,7 +209,7 @@ def test_identities_sharing_every_counter_are_paced_together_never_late():
 
 
 def test_identity_oversized_request_goes_into_an_empty_window():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
 
     assert pacer.acquire([{"identity": "a"}] * 12)
@@ -228,10 +218,10 @@ def test_identity_oversized_request_goes_into_an_empty_window():
 
 
 def test_identity_oversized_request_waits_until_its_window_is_empty():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
     assert pacer.acquire([{"identity": "a"}])
-    fake.now += 10.0
+    fake.time += 10.0
     assert pacer.acquire([{"identity": "a"}])
 
     assert pacer.acquire([{"identity": "a"}] * 12)
@@ -263,19 +253,19 @@ def test_generated_traffic_keeps_every_limit_in_every_rolling_window(
 ):
     """Batches of up to 20 items over few or many identities, random pauses between them, and
     sketches from one shared counter (all identities collide) to the real size."""
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacing = Pacing(
         per_app=RateLimit(app_limit, 60) if app_limit else None,
         per_identity=RateLimit(identity_limit, 60),
     )
-    pacer = Pacer(pacing, sleep=fake.sleep, clock=fake.clock, sketch_width=sketch_width)
+    pacer = Pacer(pacing, fake, sketch_width=sketch_width)
     sends: list[tuple[float, Counter]] = []
 
     for picks, pause in steps:
-        fake.now += pause
+        fake.time += pause
         batch = [{"identity": f"user{pick % identities}"} for pick in picks]
         assert pacer.acquire(batch)
-        sends.append((fake.now, Counter(item["identity"] for item in batch)))
+        sends.append((fake.time, Counter(item["identity"] for item in batch)))
 
     for identity in {identity for _, counts in sends for identity in counts}:
         mine = [(at, counts[identity]) for at, counts in sends if identity in counts]
@@ -291,7 +281,7 @@ def test_generated_traffic_keeps_every_limit_in_every_rolling_window(
 def test_per_identity_memory_stays_fixed_with_many_distinct_identities():
     """100,000 identities inside one window: the per-identity counts keep their fixed size (one
     log per identity took about 1 KB each, 100 MB here)."""
-    fake = FakeTime(start=5000.0)
+    fake = FakeClock(start=5000.0)
     pacing = Pacing(per_app=RateLimit(10_000_000, 60), per_identity=RateLimit(1_000, 60))
     tracemalloc.start()
     try:
@@ -299,7 +289,7 @@ def test_per_identity_memory_stays_fixed_with_many_distinct_identities():
         pacer = make_pacer(pacing, fake)
         for start in range(0, 100_000, 1_000):
             assert pacer.acquire([{"identity": f"user{n}"} for n in range(start, start + 1_000)])
-            fake.now += 0.6  # 60 s in all: one window, and the time buckets turn over
+            fake.time += 0.6  # 60 s in all: one window, and the time buckets turn over
         held = tracemalloc.get_traced_memory()[0] - baseline
     finally:
         tracemalloc.stop()
@@ -312,7 +302,7 @@ def test_per_identity_memory_stays_fixed_with_many_distinct_identities():
 
 
 def test_disabled_pacing_never_sleeps():
-    fake = FakeTime(start=5000.0, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=None), fake)
 
     assert not pacer.enabled
@@ -324,7 +314,7 @@ def test_disabled_pacing_never_sleeps():
 
 
 def test_cancelled_sleep_makes_acquire_return_false():
-    fake = FakeTime(start=5000.0, keep_going=False, positive_sleeps=True)
+    fake = FakeClock(start=5000.0, keep_going=False, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=RateLimit(10, 60), per_identity=None), fake)
     assert pacer.acquire([{"event": "e"}] * 10)
 

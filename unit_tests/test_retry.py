@@ -17,7 +17,7 @@ from destination_heap_analytics.retry import (
     RetryPolicy,
     call_with_retries,
 )
-from unit_tests.fakes import FakeTime
+from unit_tests.fakes import FakeClock
 
 
 class Flaky:
@@ -37,13 +37,11 @@ class Flaky:
 
 def run(operation, policy, fake, rand=lambda: 1.0, on_retry=None):
     kwargs = {"on_retry": on_retry} if on_retry is not None else {}
-    return call_with_retries(
-        operation, policy, sleep=fake.sleep, clock=fake.clock, rand=rand, **kwargs
-    )
+    return call_with_retries(operation, policy, fake, rand=rand, **kwargs)
 
 
 def test_succeeds_after_transient_failures():
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky([HeapTransientError("HTTP 503 from Heap")] * 3, result="done")
 
     result = run(operation, RetryPolicy(max_retry_seconds=600), fake)
@@ -54,7 +52,7 @@ def test_succeeds_after_transient_failures():
 
 
 def test_success_on_first_try_never_sleeps():
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky([])
 
     assert run(operation, RetryPolicy(max_retry_seconds=600), fake) == "ok"
@@ -62,7 +60,7 @@ def test_success_on_first_try_never_sleeps():
 
 
 def test_retry_after_is_used_as_the_delay():
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky(
         [
             HeapTransientError("HTTP 429", retry_after=7.0),
@@ -76,7 +74,7 @@ def test_retry_after_is_used_as_the_delay():
 
 
 def test_backoff_with_max_jitter_doubles_up_to_the_cap():
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky([HeapTransientError("HTTP 500")] * 8)
     policy = RetryPolicy(max_retry_seconds=10_000, base_delay=0.5, max_backoff=30.0)
 
@@ -86,7 +84,7 @@ def test_backoff_with_max_jitter_doubles_up_to_the_cap():
 
 
 def test_backoff_with_zero_jitter_still_waits_half_of_each_growing_step():
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky([HeapTransientError("HTTP 500")] * 4)
 
     run(operation, RetryPolicy(max_retry_seconds=600), fake, rand=lambda: 0.0)
@@ -120,13 +118,13 @@ def test_a_longer_retry_after_overrides_the_backoff():
 )
 def test_one_request_never_makes_more_than_ten_attempts_in_any_minute(jitters, retry_afters):
     """Whatever Heap answers (Retry-After 0, no header) and however the jitter falls."""
-    fake = FakeTime()
+    fake = FakeClock()
     errors = [HeapTransientError("HTTP 503", retry_after=r) for r in retry_afters] * 4
     draws = iter(jitters * 200)
     attempts: list[float] = []
 
     def operation() -> str:
-        attempts.append(fake.now)
+        attempts.append(fake.time)
         if len(attempts) <= len(errors):
             raise errors[len(attempts) - 1]
         return "ok"
@@ -139,7 +137,7 @@ def test_one_request_never_makes_more_than_ten_attempts_in_any_minute(jitters, r
 
 
 def test_gives_up_when_next_delay_would_pass_the_budget():
-    fake = FakeTime()
+    fake = FakeClock()
     # With rand=1.0: delays 0.5, 1, 2, 4 (total 7.5), then 8 would reach 15.5 > 10.
     operation = Flaky([HeapTransientError("HTTP 503 from Heap")] * 100)
 
@@ -152,7 +150,7 @@ def test_gives_up_when_next_delay_would_pass_the_budget():
 
 
 def test_retry_after_beyond_the_budget_gives_up_without_waiting():
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky([HeapTransientError("HTTP 429", retry_after=3600.0)])
 
     with pytest.raises(RetriesExhausted):
@@ -163,7 +161,7 @@ def test_retry_after_beyond_the_budget_gives_up_without_waiting():
 
 
 def test_delay_exactly_filling_the_budget_is_still_taken():
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky([HeapTransientError("HTTP 429", retry_after=10.0)])
 
     assert run(operation, RetryPolicy(max_retry_seconds=10), fake) == "ok"
@@ -171,7 +169,7 @@ def test_delay_exactly_filling_the_budget_is_still_taken():
 
 
 def test_exhausted_message_names_last_error_and_no_item_data():
-    fake = FakeTime()
+    fake = FakeClock()
     item = {"identity": "SECRET-USER-77", "event": "SECRET-EVENT"}
     errors = [HeapTransientError("HTTP 500 from Heap")] * 3 + [
         HeapTransientError("HTTP 503 from Heap", retry_after=999.0)
@@ -200,7 +198,7 @@ def test_exhausted_message_names_last_error_and_no_item_data():
     ids=["rejected", "configuration"],
 )
 def test_non_transient_errors_propagate_without_retry(error):
-    fake = FakeTime()
+    fake = FakeClock()
     operation = Flaky([error])
 
     with pytest.raises(type(error)) as raised:
@@ -212,7 +210,7 @@ def test_non_transient_errors_propagate_without_retry(error):
 
 
 def test_non_transient_error_after_transient_ones_propagates():
-    fake = FakeTime()
+    fake = FakeClock()
     rejected = HeapRejected(422, "nope")
     operation = Flaky([HeapTransientError("HTTP 500"), rejected])
 
@@ -224,7 +222,7 @@ def test_non_transient_error_after_transient_ones_propagates():
 
 
 def test_cancelled_sleep_raises_cancelled():
-    fake = FakeTime(keep_going=False)
+    fake = FakeClock(keep_going=False)
     operation = Flaky([HeapTransientError("HTTP 500")] * 5)
 
     with pytest.raises(Cancelled):
@@ -235,7 +233,7 @@ def test_cancelled_sleep_raises_cancelled():
 
 
 def test_on_retry_called_with_each_error_and_delay():
-    fake = FakeTime()
+    fake = FakeClock()
     errors = [
         HeapTransientError("first", retry_after=3.0),
         HeapTransientError("second"),

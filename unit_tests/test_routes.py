@@ -3,9 +3,7 @@ batch sizes that fit the rate limit, and the ordering key of each API type."""
 
 from __future__ import annotations
 
-from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteCatalogSerializer
-
-from destination_heap_analytics.config import ApiType, RateLimit, parse_config
+from destination_heap_analytics.config import ApiType, RateLimit
 from destination_heap_analytics.routes import (
     CatalogStreams,
     Ignored,
@@ -14,28 +12,8 @@ from destination_heap_analytics.routes import (
     ordering_key,
 )
 from destination_heap_analytics.senders import SenderPool
+from unit_tests.builders import heap_config, make_catalog
 from unit_tests.fakes import FakeClock
-
-TRACK_API = {
-    "api_type": "track",
-    "identity_column": "user",
-    "event_column": "event",
-    "property_columns": "*",
-}
-
-
-def make_catalog(*streams: tuple[str | None, str]) -> ConfiguredAirbyteCatalog:
-    def stream(namespace: str | None, name: str) -> dict:
-        described = {
-            "name": name,
-            "json_schema": {"type": "object"},
-            "supported_sync_modes": ["full_refresh"],
-        }
-        if namespace is not None:
-            described["namespace"] = namespace
-        return {"stream": described, "sync_mode": "full_refresh", "destination_sync_mode": "append"}
-
-    return ConfiguredAirbyteCatalogSerializer.load({"streams": [stream(*s) for s in streams]})
 
 
 class RecordingClients:
@@ -51,9 +29,7 @@ class RecordingClients:
 
 
 def make_routes(*streams: tuple[str | None, str], clients: RecordingClients | None = None):
-    config = parse_config(
-        {"app_id": "11", "base_url": "https://heap.test", "api": TRACK_API, "batch_size": 10}
-    )
+    config = heap_config(batch_size=10)
     clock = FakeClock()
     return Routes(
         config, make_catalog(*streams), clock, SenderPool(2, clock), clients or RecordingClients()

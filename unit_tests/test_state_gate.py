@@ -4,9 +4,10 @@ acknowledged; destinationStats counts per state chunk."""
 from __future__ import annotations
 
 import pytest
-from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer
+from airbyte_cdk.models import AirbyteMessage
 
 from destination_heap_analytics.state_gate import StateCounter, StateGate, stream_of
+from unit_tests.builders import global_state, legacy_state, stream_state
 
 
 class Acknowledging:
@@ -20,35 +21,6 @@ class Acknowledging:
         if self.error is not None:
             raise self.error
         return self.seq
-
-
-def stream_state(name: str, value: int = 0, namespace: str | None = None) -> AirbyteMessage:
-    descriptor = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
-    return AirbyteMessageSerializer.load(
-        {
-            "type": "STATE",
-            "state": {
-                "type": "STREAM",
-                "stream": {"stream_descriptor": descriptor, "stream_state": {"v": value}},
-            },
-        }
-    )
-
-
-def global_state(value: int = 0) -> AirbyteMessage:
-    return AirbyteMessageSerializer.load(
-        {
-            "type": "STATE",
-            "state": {
-                "type": "GLOBAL",
-                "global": {"shared_state": {"v": value}, "stream_states": []},
-            },
-        }
-    )
-
-
-def legacy_state(value: int = 0) -> AirbyteMessage:
-    return AirbyteMessageSerializer.load({"type": "STATE", "state": {"data": {"v": value}}})
 
 
 # --- StateGate --------------------------------------------------------------------------------
@@ -157,3 +129,11 @@ def test_global_and_legacy_states_count_every_record_since_the_last_state(make_s
     counted.count((None, "orders"))
     assert counted.take(make_state()) == 1
     assert counted.take(make_state()) == 0
+
+
+def test_a_dry_runs_gate_withholds_every_state_and_counts_it():
+    gate = StateGate(withhold=True)
+    gate.hold(stream_state("users"), [])
+    gate.hold(global_state(), [(Acknowledging(9), 1)])
+    assert gate.release() == [] and not gate.holding
+    assert gate.withheld == 2

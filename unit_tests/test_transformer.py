@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pendulum
@@ -29,63 +31,6 @@ from destination_heap_analytics.transformer import (
 )
 
 USERS = stream_key(None, "users")
-
-# The records of the seed documentation's three worked examples, verbatim.
-SEED_TRACK_RECORD = {
-    "blocked": False,
-    "created_at": "2022-10-21T04:09:54.622Z",
-    "email": "evalyn_shields@hotmail.com",
-    "email_verified": False,
-    "family_name": "Brakus",
-    "given_name": "Camden",
-    "identities": {
-        "user_id": "0a12757f-4b19-4e93-969e-c3a2e98fe82b",
-        "connection": "Username-Password-Authentication",
-        "provider": "auth0",
-        "isSocial": False,
-    },
-    "name": "Jordan Yost",
-    "nickname": "Elroy",
-    "updated_at": "2022-10-21T04:09:54.622Z",
-    "user_id": "auth0|0a12757f-4b19-4e93-969e-c3a2e98fe82b",
-}
-SEED_USER_RECORD = {
-    "blocked": False,
-    "created_at": "2022-10-21T04:09:59.328Z",
-    "email": "marielle.murazik8@hotmail.com",
-    "email_verified": False,
-    "family_name": "Gutkowski",
-    "given_name": "Alysha",
-    "identities": {
-        "user_id": "26d8952b-2e1e-4b79-b2aa-e363f062701a",
-        "connection": "Username-Password-Authentication",
-        "provider": "auth0",
-        "isSocial": False,
-    },
-    "name": "Lynn Crooks",
-    "nickname": "Noe",
-    "updated_at": "2022-10-21T04:09:59.328Z",
-    "user_id": "auth0|26d8952b-2e1e-4b79-b2aa-e363f062701a",
-}
-SEED_ACCOUNT_RECORD = {
-    "blocked": False,
-    "created_at": "2022-10-21T04:08:53.393Z",
-    "email": "nedra14@hotmail.com",
-    "email_verified": False,
-    "family_name": "Tillman",
-    "given_name": "Jacinto",
-    "identities": {
-        "user_id": "815ff3c3-84fa-4f63-b959-ac2d11efc63c",
-        "connection": "Username-Password-Authentication",
-        "provider": "auth0",
-        "isSocial": False,
-    },
-    "name": "Lola Conn",
-    "nickname": "Kenyatta",
-    "updated_at": "2022-10-21T04:08:53.393Z",
-    "user_id": "auth0|815ff3c3-84fa-4f63-b959-ac2d11efc63c",
-}
-
 
 FIXED_NOW = "2023-05-21T12:00:00Z"
 
@@ -123,57 +68,20 @@ def invalid_reason(make: RecordTransformer, data: dict) -> str:
     return raised.value.reason
 
 
-# -- The seed's three worked examples, exactly -------------------------------------------------
-def test_seed_track_example_exactly():
-    item = track(
-        property_columns="blocked,created_at,name",
-        event_column="identities.connection",
-        identity_column="email",
-        timestamp_column="updated_at",
-    )(SEED_TRACK_RECORD)
-    idempotency_key = item.pop("idempotency_key")
-    assert item == {
-        "identity": "evalyn_shields@hotmail.com",
-        "event": "Username-Password-Authentication",
-        "timestamp": "2022-10-21T04:09:54.622Z",
-        "properties": {
-            "blocked": False,
-            "created_at": "2022-10-21T04:09:54.622Z",
-            "name": "Jordan Yost",
-        },
-    }
-    assert idempotency_key == record_hash(SEED_TRACK_RECORD, USERS)
+# -- The seed's three worked examples, exactly (sample_files/seed-examples.json) -----------------
+SEED_EXAMPLES = json.loads(
+    (Path(__file__).parent.parent / "sample_files" / "seed-examples.json").read_text()
+)
 
 
-def test_seed_user_properties_example_with_dotted_column():
-    # The seed writes `identities_provider`, which can never match the nested key; the dotted
-    # path is the column that produces the documented output. The seed's output also says
-    # "Neo" where the record says "Noe": the record is the truth.
-    item = transformer(
-        "add_user_properties",
-        property_columns="identities.provider,created_at,nickname",
-        identity_column="user_id",
-    )(SEED_USER_RECORD)
-    assert item == {
-        "identity": "auth0|26d8952b-2e1e-4b79-b2aa-e363f062701a",
-        "properties": {
-            "identities.provider": "auth0",
-            "created_at": "2022-10-21T04:09:59.328Z",
-            "nickname": "Noe",
-        },
-    }
-
-
-def test_seed_account_properties_example_exactly():
-    item = transformer(
-        "add_account_properties",
-        property_columns="family_name,email_verified,blocked",
-        account_id_column="identities.user_id",
-    )(SEED_ACCOUNT_RECORD)
-    assert item == {
-        "account_id": "815ff3c3-84fa-4f63-b959-ac2d11efc63c",
-        "properties": {"family_name": "Tillman", "email_verified": False, "blocked": False},
-    }
+@pytest.mark.parametrize("example", SEED_EXAMPLES, ids=[e["name"] for e in SEED_EXAMPLES])
+def test_the_seeds_examples_exactly(example):
+    config = {"app_id": "11", "base_url": "https://heap.test", "api": example["api"]}
+    make = Make(parse_config(config).default_mapping, now=lambda: FIXED_NOW)
+    item = make(example["record"])
+    if example["api"]["api_type"] == "track":
+        assert item.pop("idempotency_key") == record_hash(example["record"], USERS)
+    assert item == example["item"]
 
 
 # -- Column paths --------------------------------------------------------------------------------
@@ -471,9 +379,9 @@ def test_invalid_reasons_name_columns_but_never_values():
 
 
 def test_transform_does_not_modify_the_record():
-    data = copy.deepcopy(SEED_TRACK_RECORD)
+    data = copy.deepcopy(SEED_EXAMPLES[0]["record"])
     track(property_columns="*", identity_column="email", event_column="name")(data)
-    assert data == SEED_TRACK_RECORD
+    assert data == SEED_EXAMPLES[0]["record"]
 
 
 # -- 0.1.0's unit-test cases (test_utils.py, test_parse_json.py), adapted ---

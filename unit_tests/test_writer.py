@@ -6,35 +6,26 @@ set up with events, not timing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteMessageSerializer,
     AirbyteStateMessage,
-    ConfiguredAirbyteCatalog,
-    ConfiguredAirbyteCatalogSerializer,
     Level,
     Type,
 )
 
 from destination_heap_analytics.client import HeapRejected
-from destination_heap_analytics.config import parse_config
 from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.sync_log import PROGRESS_INTERVAL_SECONDS
 from destination_heap_analytics.writer import PROGRESS_CHECK_EVERY, HeapWriter
+from unit_tests.builders import global_state, heap_config, make_catalog, record, stream_state
 from unit_tests.fakes import FakeClock
 
 WAIT = 5.0
 """Upper bound for something the test expects to happen (it normally happens at once)."""
-
-TRACK_API = {
-    "api_type": "track",
-    "identity_column": "user",
-    "event_column": "event",
-    "property_columns": "*",
-}
 
 
 class FakeHeap:
@@ -89,47 +80,6 @@ class FakeClient:
         pass
 
 
-def make_catalog(*streams: str) -> ConfiguredAirbyteCatalog:
-    def stream(name: str) -> dict:
-        described = {
-            "name": name,
-            "json_schema": {"type": "object"},
-            "supported_sync_modes": ["full_refresh"],
-        }
-        return {"stream": described, "sync_mode": "full_refresh", "destination_sync_mode": "append"}
-
-    return ConfiguredAirbyteCatalogSerializer.load({"streams": [stream(s) for s in streams]})
-
-
-def record(user: str, stream: str = "users", **data: object) -> AirbyteMessage:
-    body = {"stream": stream, "data": {"user": user, "event": "e", **data}, "emitted_at": 1}
-    return AirbyteMessageSerializer.load({"type": "RECORD", "record": body})
-
-
-def stream_state(name: str, value: int = 0) -> AirbyteMessage:
-    return AirbyteMessageSerializer.load(
-        {
-            "type": "STATE",
-            "state": {
-                "type": "STREAM",
-                "stream": {"stream_descriptor": {"name": name}, "stream_state": {"v": value}},
-            },
-        }
-    )
-
-
-def global_state(value: int = 0) -> AirbyteMessage:
-    return AirbyteMessageSerializer.load(
-        {
-            "type": "STATE",
-            "state": {
-                "type": "GLOBAL",
-                "global": {"shared_state": {"v": value}, "stream_states": []},
-            },
-        }
-    )
-
-
 def logs(messages: list[AirbyteMessage], level: Level | None = None) -> list[str]:
     return [
         m.log.message
@@ -155,11 +105,13 @@ def values(messages: list[AirbyteMessage]) -> list[int]:
 class Sync:
     """A writer on fake Heap and a fake clock, with helpers to feed it and read what it said."""
 
-    def __init__(self, heap: FakeHeap, streams: tuple[str, ...], **config: object) -> None:
+    def __init__(
+        self, heap: FakeHeap | Callable, streams: tuple[str, ...], **config: object
+    ) -> None:
+        """`heap` makes the clients (a FakeHeap, or any client factory)."""
         self.heap = heap
         self.clock = FakeClock()
-        raw = {"app_id": "11", "base_url": "https://heap.test", "api": TRACK_API}
-        settings = parse_config({**raw, "max_events_per_minute": 0, **config})
+        settings = heap_config(**config)
         self.writer = HeapWriter.start(
             settings, make_catalog(*streams), InputStats(), self.clock, client_factory=heap
         )
@@ -388,3 +340,31 @@ def test_progress_line_is_checked_on_states_and_while_records_stream(sync):
     (line,) = progress_lines(fed)
     assert line.startswith(f"Progress: {PROGRESS_CHECK_EVERY} records read, ")
     run.finish()
+
+
+# --- dry run ------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_creates_no_client_emits_no_state_and_counts_what_it_would_send(heap):
+    made: list[str] = []
+
+    def never(*args, **kwargs):
+        made.append("client")
+        raise AssertionError("a dry run must not create an HTTP client")
+
+    run = Sync(never, ("users", "orders"), dry_run=True, batch_size=2)
+    run.feed(record("u1"), record("u2"), record("u3"), stream_state("users", 1))
+    run.feed(record("o1", "orders"), record("", "orders"), global_state(2))
+    run.finish()
+
+    assert made == [] and heap.posts == []
+    assert states(run.output) == []
+    lines = logs(run.output) + logs(run.writer.summary())
+    assert lines[0].startswith("Dry run: records are read, checked and transformed")
+    assert "Total Messages: 7. Total Records: 5. Total loaded: 0." in lines
+    assert "Dry run: would load 4 items in 3 requests." in lines
+    (users,) = [line for line in lines if line.startswith("Dry run, stream 'users'")]
+    assert "3 records, would load 3 items in 2 requests" in users
+    assert "Item 1: identity: text(2), event: text(1)" in users
+    assert lines[-1].endswith("(2 states withheld).")
+    run.writer.close()

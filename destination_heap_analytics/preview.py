@@ -1,0 +1,95 @@
+"""`preview`: the first Heap items a mapping would send, on the user's own terminal.
+
+`python main.py preview --config C --catalog K [--limit N] < messages.jsonl` runs a dry run of the
+input (nothing is sent, no state is emitted) and prints the first N items exactly as they would
+be POSTed, one JSON object per line on stdout: the endpoint and the body, app_id included, one
+item per body. An invalid record shows as `{"invalid": "<reason>", "row": n}`. A one-line summary
+with the dry run's counts goes to stderr.
+
+This command shows record values: it is meant for local use, on the user's own data and screen,
+and is not part of the Airbyte protocol, so the platform never runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from typing import IO
+
+import orjson
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
+
+from destination_heap_analytics.config import ConfigError, parse_config
+from destination_heap_analytics.config_file import ConfigFileError, read_config_file
+from destination_heap_analytics.dry_run import PreviewSample
+from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.stats import InputStats
+from destination_heap_analytics.sync_log import dry_run_line, summary_line
+from destination_heap_analytics.writer import HeapWriter
+
+DEFAULT_LIMIT = 10
+
+
+def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
+    """Exit code 0, or 1 with one line on stderr when the config or catalog cannot be used."""
+    options = _parser().parse_args(args)
+    _log_to(stderr)
+    try:
+        config = parse_config(read_config_file(options.config))
+        catalog = ConfiguredAirbyteCatalogSerializer.load(_read_json(options.catalog))
+    except (ConfigError, ConfigFileError, CatalogError) as error:
+        print(f"preview: {error}", file=stderr)
+        return 1
+    sample = PreviewSample(options.limit)
+    input_stats = InputStats()
+    writer = HeapWriter.start(
+        dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
+    )
+    try:
+        for message in read_messages(stdin, input_stats, logging.getLogger("airbyte")):
+            writer.process(message)
+        writer.finish()
+    finally:
+        writer.close()
+    for line in sample.lines():
+        stdout.write(orjson.dumps(line).decode() + "\n")
+    stats = writer.stats
+    print(f"Preview: {dry_run_line(stats)} {summary_line(stats, 0, stats.started)}", file=stderr)
+    return 0
+
+
+class CatalogError(ValueError):
+    """The catalog file cannot be read as a configured catalog."""
+
+
+def _read_json(path: str) -> object:
+    try:
+        with open(path, "rb") as file:
+            return orjson.loads(file.read())
+    except (OSError, orjson.JSONDecodeError) as error:
+        raise CatalogError(f"the catalog {path} cannot be read ({type(error).__name__})") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="preview",
+        description="Print the first Heap items a mapping would send; nothing is sent.",
+    )
+    parser.add_argument("--config", required=True, help="path to the JSON config")
+    parser.add_argument("--catalog", required=True, help="path to the configured catalog")
+    parser.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, help="items to print (default 10)"
+    )
+    return parser
+
+
+def _log_to(stream: IO[str]) -> None:
+    """Warnings as plain text on stderr: stdout holds only the items."""
+    airbyte = logging.getLogger("airbyte")
+    for handler in list(airbyte.handlers):
+        airbyte.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    airbyte.addHandler(handler)
+    airbyte.propagate = False
