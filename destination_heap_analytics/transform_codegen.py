@@ -13,27 +13,19 @@ limit, an ISO 8601 timestamp, a scalar property. Anything else is handed to the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import builtins
+import dis
+from collections.abc import Callable, Mapping
+from types import CodeType
 from typing import Any
 
 from destination_heap_analytics import heap_limits
 from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath
 
-
-@dataclass(frozen=True)
-class Rules:
-    """The rule functions of `transformer.py` that the generated code calls for uncommon cases."""
-
-    required_text: Callable[[Any, str, int | None], str]
-    read_timestamp: Callable[[Any, str | None], str]
-    is_canonical_timestamp: Callable[[str], bool]
-    put_value: Callable[[dict, str, Any, Any, int], None]
-    flatten_value: Callable[[Any, str, dict, Any, int], None]
-    drop_reserved_id: Callable[[dict], None]
-    compile_getter: Callable[[ColumnPath], Callable[[dict], Any]]
-    record_hash: Callable[[dict, bytes], str]
-    stats: Any
+Rules = Mapping[str, Any]
+"""What the generated code may call, by name: the rule functions of `transformer.py` (and the
+route's `stats`), listed once there, in `transformer.rules_for`. `compile_getter` is used here,
+while generating; everything else is called by the generated code."""
 
 
 class _Source:
@@ -54,22 +46,24 @@ class _Source:
 
     def build(self) -> Callable[[dict, bytes], dict]:
         code = compile("\n".join(self.lines), "<heap transform>", "exec")
+        self._check_names(code)
         exec(code, self.namespace)  # noqa: S102 - source assembled above from repr()'d names
         return self.namespace["transform"]
+
+    def _check_names(self, code: CodeType) -> None:
+        """Every global the generated function uses is a rule it was given: a rule renamed or
+        dropped in `transformer.rules_for` fails when the transform is built, not on the one
+        record that would have reached it."""
+        function = next(c for c in code.co_consts if isinstance(c, CodeType))
+        used = {i.argval for i in dis.get_instructions(function) if i.opname == "LOAD_GLOBAL"}
+        missing = used - self.namespace.keys() - set(dir(builtins))
+        if missing:
+            raise NameError(f"the generated transform uses unknown names: {sorted(missing)}")
 
 
 def compile_transform(mapping: ColumnMapping, rules: Rules) -> Callable[[dict, bytes], dict]:
     source = _Source()
-    source.namespace.update(
-        required_text=rules.required_text,
-        read_timestamp=rules.read_timestamp,
-        is_canonical_timestamp=rules.is_canonical_timestamp,
-        put_value=rules.put_value,
-        flatten_value=rules.flatten_value,
-        drop_reserved_id=rules.drop_reserved_id,
-        stats=rules.stats,
-        record_hash=rules.record_hash,
-    )
+    source.namespace.update(rules)
     fields: list[tuple[str, str]] = []
     if mapping.api_type is ApiType.TRACK:
         _text(source, "identity", mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH, rules)
@@ -104,10 +98,10 @@ def _fetch(source: _Source, column: ColumnPath, rules: Rules) -> None:
     if all(not segment.isdigit() for segment in rest):
         for segment in rest:
             source.add(f"value = value.get({segment!r}) if value.__class__ is dict else None")
-        getter = source.name("get", rules.compile_getter(column))
+        getter = source.name("get", rules["compile_getter"](column))
         source.add(f"if value is None: value = {getter}(data)")
     else:
-        getter = source.name("get", rules.compile_getter(column))
+        getter = source.name("get", rules["compile_getter"](column))
         source.add(f"value = {getter}(data)")
 
 

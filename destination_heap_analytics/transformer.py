@@ -25,7 +25,7 @@ import pendulum
 
 from destination_heap_analytics import heap_limits
 from destination_heap_analytics.config import ColumnMapping, ColumnPath
-from destination_heap_analytics.transform_codegen import Rules, compile_transform
+from destination_heap_analytics.transform_codegen import compile_transform
 
 Getter = Callable[[dict], Any]
 HeapItem = dict
@@ -479,9 +479,9 @@ class RecordTransformer:
     """Turns record data into the Heap item for the configured API type.
 
     `transform(data, stream_key)` raises InvalidRecord; `stats` counts values changed on the way
-    (truncations, dropped properties). The function itself is generated once per sync by
+    (truncations, dropped properties). The function itself is generated once per stream by
     `transform_codegen` from this mapping, and calls back into the rule functions of this
-    module (the methods below) for everything but the common cases.
+    module (`rules_for`) for everything but the common cases.
     """
 
     def __init__(
@@ -493,35 +493,43 @@ class RecordTransformer:
         """`now` gives the timestamp of items without one (injectable for tests); `stats` is
         where the changes to values are counted (the route's)."""
         self.mapping = mapping
-        self._now = now or now_iso8601
         self.stats = stats if stats is not None else TransformStats()
-        rules = Rules(
-            required_text=required_text,
-            read_timestamp=self.read_timestamp,
-            is_canonical_timestamp=is_canonical_timestamp,
-            put_value=put_value,
-            flatten_value=flatten_value,
-            drop_reserved_id=self.drop_reserved_id,
-            compile_getter=compile_getter,
-            record_hash=record_hash,
-            stats=self.stats,
-        )
+        rules = rules_for(self.stats, now or now_iso8601)
         self.transform: Callable[[dict, bytes], HeapItem] = compile_transform(mapping, rules)
 
-    def read_timestamp(self, value: Any, column: str | None) -> str:
-        """Any timestamp but a canonical one: now when empty, else converted, else invalid."""
-        if value is None or (type(value) is str and not value.strip()):
-            return self._now()
-        normalised = normalise_timestamp(value)
-        if normalised is None:
-            raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")
-        return normalised
 
-    def drop_reserved_id(self, properties: dict) -> None:
-        """Heap rejects a user property named `id` in any casing; drop it instead of the user."""
-        for key in [k for k in properties if k.lower() == "id"]:
-            del properties[key]
-            self.stats.drop("user property named 'id' (reserved by Heap)")
+def rules_for(stats: TransformStats, now: Callable[[], str]) -> dict[str, Any]:
+    """The rule functions the generated transform calls, each named once, bound to a route's
+    `stats` and clock. unit_tests/test_transform_paths.py composes the same functions without
+    code generation and checks that both give the same items on generated records."""
+    return {
+        "required_text": required_text,
+        "read_timestamp": lambda value, column: read_timestamp(value, column, now),
+        "is_canonical_timestamp": is_canonical_timestamp,
+        "put_value": put_value,
+        "flatten_value": flatten_value,
+        "drop_reserved_id": lambda properties: drop_reserved_id(properties, stats),
+        "compile_getter": compile_getter,
+        "record_hash": record_hash,
+        "stats": stats,
+    }
+
+
+def read_timestamp(value: Any, column: str | None, now: Callable[[], str]) -> str:
+    """The event's time: a date-time in the one UTC form, `now()` when the value is empty."""
+    if value is None or (type(value) is str and not value.strip()):
+        return now()
+    normalised = normalise_timestamp(value)
+    if normalised is None:
+        raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")
+    return normalised
+
+
+def drop_reserved_id(properties: dict, stats: TransformStats) -> None:
+    """Heap rejects a user property named `id` in any casing; drop it instead of the user."""
+    for key in [k for k in properties if len(k) == 2 and k.lower() == "id"]:
+        del properties[key]
+        stats.drop("user property named 'id' (reserved by Heap)")
 
 
 def record_hash(data: dict, stream_key: bytes) -> str:
