@@ -17,6 +17,8 @@ import threading
 from typing import Any
 
 from destination_heap_analytics.client import request_body
+from destination_heap_analytics.column_report import schema_paths
+from destination_heap_analytics.config import ColumnMapping
 from destination_heap_analytics.delivery import Batch, DeliveryStats
 
 SHAPES_SHOWN = 3
@@ -95,6 +97,22 @@ class DryRunDelivery:
 
     def settled(self, batch: Batch) -> bool:
         return True
+
+
+def known_property_names(mapping: ColumnMapping, json_schema: object) -> frozenset[str]:
+    """Property names a dry run may show: the mapping's own, and the catalog schema's paths,
+    also under a renamed object column (`identities as ident` → `ident.provider`)."""
+    declared = schema_paths(json_schema)
+    names = set(declared)
+    for column in mapping.property_columns or ():
+        names.add(column.name)
+        prefix = f"{column.path.name}."
+        names.update(
+            column.name + path[len(column.path.name) :]
+            for path in declared
+            if path.startswith(prefix)
+        )
+    return frozenset(names)
 
 
 ITEM_FIELDS = frozenset(

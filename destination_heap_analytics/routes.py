@@ -20,7 +20,7 @@ from enum import Enum
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 
 from destination_heap_analytics.client import HeapClient
-from destination_heap_analytics.column_report import ColumnReport, schema_paths, schema_warnings
+from destination_heap_analytics.column_report import ColumnReport, schema_warnings
 from destination_heap_analytics.config import (
     ApiType,
     ColumnMapping,
@@ -32,7 +32,7 @@ from destination_heap_analytics.config import (
     endpoint_url,
 )
 from destination_heap_analytics.delivery import BatchDelivery
-from destination_heap_analytics.dry_run import DryRunDelivery, PreviewSample
+from destination_heap_analytics.dry_run import DryRunDelivery, PreviewSample, known_property_names
 from destination_heap_analytics.loader import BatchLoader
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import RejectionGuard
@@ -239,22 +239,6 @@ class Routes:
 
 NO_PACING = Pacing(per_app=None, per_identity=None)
 """A dry run sends nothing, so it has nothing to pace; its batches keep the real sizes."""
-
-
-def known_property_names(mapping: ColumnMapping, json_schema: object) -> frozenset[str]:
-    """Property names a dry run may show: the mapping's own, and the catalog schema's paths,
-    also under a renamed object column (`identities as ident` → `ident.provider`)."""
-    declared = schema_paths(json_schema)
-    names = set(declared)
-    for column in mapping.property_columns or ():
-        names.add(column.name)
-        prefix = f"{column.path.name}."
-        names.update(
-            column.name + path[len(column.path.name) :]
-            for path in declared
-            if path.startswith(prefix)
-        )
-    return frozenset(names)
 
 
 def effective_batch_size(batch_size: int, per_app: RateLimit | None) -> int:
