@@ -1,4 +1,4 @@
-"""Read the `--config` file with errors a user can act on.
+"""Read the `--config` (and `--catalog`) file with errors a user can act on.
 
 The CDK's reader ends an unreadable or non-JSON file with a FATAL log, a Python stack trace and a
 system_error, and its JSON error can quote the file's text. Here each problem becomes one
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+import orjson
+from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteCatalogSerializer
 
 from destination_heap_analytics.config_schema import json_kind
 
@@ -49,3 +52,24 @@ def parse_config_text(raw: bytes, path: str) -> dict[str, Any]:
             f"The config file {path} must hold a JSON object ({{...}}), not {json_kind(config)}."
         )
     return config
+
+
+def read_catalog_file(path: str) -> ConfiguredAirbyteCatalog:
+    """The `--catalog` file as a configured catalog; a ConfigFileError says what is wrong with
+    it (the CDK's own loader ends with a stack trace, or quotes the value it refused)."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+    except FileNotFoundError:
+        raise ConfigFileError(f"The catalog file {path} does not exist.") from None
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigFileError(f"The catalog file {path} could not be read: {reason}.") from None
+    try:
+        return ConfiguredAirbyteCatalogSerializer.load(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        raise ConfigFileError(f"The catalog file {path} is not valid JSON.") from None
+    except Exception:  # the models' errors quote the value they refused
+        raise ConfigFileError(
+            f"The catalog file {path} is not a configured catalog (an object with 'streams')."
+        ) from None

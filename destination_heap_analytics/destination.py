@@ -23,7 +23,11 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_heap_analytics.cli import config_error, ends_cleanly, failed_status, traced_error
 from destination_heap_analytics.client import HeapConfigurationError
 from destination_heap_analytics.config import ConfigError, HeapConfig, parse_config
-from destination_heap_analytics.config_file import ConfigFileError, read_config_file
+from destination_heap_analytics.config_file import (
+    ConfigFileError,
+    read_catalog_file,
+    read_config_file,
+)
 from destination_heap_analytics.connection_check import check_connection
 from destination_heap_analytics.input_reader import read_messages
 from destination_heap_analytics.preview import run_preview
@@ -84,11 +88,17 @@ class DestinationHeapAnalytics(Destination):
             yield self._run_check(config=config)
         else:
             parse_config_or_fail(config)  # before "Begin writing", as the CDK's validation was
-            yield from self._run_write(
+            try:
+                catalog = read_catalog_file(parsed_args.catalog)
+            except ConfigFileError as error:
+                raise config_error(str(error)) from None
+            logger.info("Begin writing to the destination...")
+            yield from self.write(
                 config=config,
-                configured_catalog_path=parsed_args.catalog,
-                input_stream=sys.stdin.buffer,  # bytes: orjson parses them with no decoding pass
+                configured_catalog=catalog,
+                input_messages=self._parse_input_stream(sys.stdin.buffer),
             )
+            logger.info("Writing complete.")
 
     def _parse_input_stream(self, input_stream: IO[bytes]) -> Iterable[AirbyteMessage]:  # type: ignore[override]
         return read_messages(input_stream, self._input_stats, logger)

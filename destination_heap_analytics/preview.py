@@ -18,10 +18,13 @@ import logging
 from typing import IO
 
 import orjson
-from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
 from destination_heap_analytics.config import ConfigError, parse_config
-from destination_heap_analytics.config_file import ConfigFileError, read_config_file
+from destination_heap_analytics.config_file import (
+    ConfigFileError,
+    read_catalog_file,
+    read_config_file,
+)
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.input_reader import read_messages
 from destination_heap_analytics.stats import InputStats
@@ -37,8 +40,8 @@ def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[s
     _log_to(stderr)
     try:
         config = parse_config(read_config_file(options.config))
-        catalog = ConfiguredAirbyteCatalogSerializer.load(_read_json(options.catalog))
-    except (ConfigError, ConfigFileError, CatalogError) as error:
+        catalog = read_catalog_file(options.catalog)
+    except (ConfigError, ConfigFileError) as error:
         print(f"preview: {error}", file=stderr)
         return 1
     sample = PreviewSample(options.limit)
@@ -57,18 +60,6 @@ def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[s
     stats = writer.stats
     print(f"Preview: {dry_run_line(stats)} {summary_line(stats, 0, stats.started)}", file=stderr)
     return 0
-
-
-class CatalogError(ValueError):
-    """The catalog file cannot be read as a configured catalog."""
-
-
-def _read_json(path: str) -> object:
-    try:
-        with open(path, "rb") as file:
-            return orjson.loads(file.read())
-    except (OSError, orjson.JSONDecodeError) as error:
-        raise CatalogError(f"the catalog {path} cannot be read ({type(error).__name__})") from None
 
 
 def _parser() -> argparse.ArgumentParser:

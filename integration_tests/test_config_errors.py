@@ -134,6 +134,27 @@ def test_a_file_that_is_not_json_fails_write_with_a_config_error(tmp_path):
     assert MARKER not in run.stdout + run.stderr
 
 
+@pytest.mark.parametrize(
+    "contents, reason",
+    [
+        (None, "does not exist"),
+        ('{"streams": [' + f'"{MARKER}"', "is not valid JSON"),
+        (f'{{"streams": [{{"stream": "{MARKER}"}}]}}', "is not a configured catalog"),
+    ],
+    ids=["missing", "not JSON", "not a catalog"],
+)
+def test_an_unusable_catalog_fails_write_with_a_config_error(tmp_path, contents, reason):
+    config = write_json(
+        tmp_path, "config.json", sample_config("track", "https://heapanalytics.com")
+    )
+    catalog = tmp_path / "catalog.json"
+    if contents is not None:
+        catalog.write_text(contents)
+    run = run_cli("write", "--config", str(config), "--catalog", str(catalog))
+    assert reason in assert_ends_with_one_config_error(run)
+    assert MARKER not in run.stdout + run.stderr
+
+
 def write_text(tmp_path, contents: str):
     path = tmp_path / "config.json"
     path.write_text(contents)

@@ -6,7 +6,11 @@ import os
 
 import pytest
 
-from destination_heap_analytics.config_file import ConfigFileError, read_config_file
+from destination_heap_analytics.config_file import (
+    ConfigFileError,
+    read_catalog_file,
+    read_config_file,
+)
 
 MARKER = "SECRET-c0nf"
 
@@ -54,3 +58,19 @@ def test_a_json_object_is_returned_as_is_even_with_a_byte_order_mark(tmp_path):
     path = tmp_path / "config.json"
     path.write_bytes(b'\xef\xbb\xbf{"app_id": "11", "nested": {"a": [1, 2]}}')
     assert read_config_file(str(path)) == {"app_id": "11", "nested": {"a": [1, 2]}}
+
+
+def test_a_catalog_file_is_loaded_or_described(tmp_path):
+    good = tmp_path / "catalog.json"
+    good.write_text(
+        '{"streams": [{"stream": {"name": "users", "json_schema": {}, "supported_sync_modes":'
+        ' ["full_refresh"]}, "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}'
+    )
+    assert [s.stream.name for s in read_catalog_file(str(good)).streams] == ["users"]
+    for contents, reason in [("{", "is not valid JSON"), ('{"streams": 5}', "not a configured")]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(contents)
+        with pytest.raises(ConfigFileError, match=reason):
+            read_catalog_file(str(bad))
+    with pytest.raises(ConfigFileError, match="does not exist"):
+        read_catalog_file(str(tmp_path / "missing.json"))
