@@ -76,21 +76,23 @@ class Route:
         self.loader = loader
         self.column_report = column_report
         self._transform = transformer.transform
+        self._load = loader.process_record
         self._stream_key = stream_key(*stats.stream)
         self.sampling_columns = True
 
     def process_record(self, data: dict, row: int) -> str | None:
         """Runs once per record. Returns the reason when the record is invalid (counted)."""
-        self.stats.records += 1
+        stats = self.stats
+        stats.records += 1
         if self.sampling_columns:
             self.column_report.observe(data)
             self.sampling_columns = self.column_report.sampling
         try:
             item = self._transform(data, self._stream_key)
         except InvalidRecord as invalid:
-            self.stats.invalid[invalid.reason] += 1
+            stats.invalid[invalid.reason] += 1
             return invalid.reason
-        self.loader.process_record(item, row)
+        self._load(item, row)
         return None
 
 

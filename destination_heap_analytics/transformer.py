@@ -423,11 +423,7 @@ def is_canonical_timestamp(text: str) -> bool:
         size < 20
         or size > 30
         or text[-1] != "Z"
-        or text[10] != "T"
-        or text[4] != "-"
-        or text[7] != "-"
-        or text[13] != ":"
-        or text[16] != ":"
+        or text[4:17:3] != "--T::"  # the separators at 4, 7, 10, 13 and 16
         or (size > 20 and (size == 21 or text[19] != "."))
     ):
         return False

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 from airbyte_cdk.models import (
     AirbyteMessage,
-    AirbyteRecordMessage,
     AirbyteStateStats,
     ConfiguredAirbyteCatalog,
     Level,
@@ -29,6 +28,7 @@ from destination_heap_analytics.stats import InputStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock, SyncClock
 from destination_heap_analytics.sync_log import SyncLog
 
+RECORD = Type.RECORD
 PROGRESS_CHECK_EVERY = 1024
 """Records between clock reads for the progress line."""
 
@@ -51,6 +51,7 @@ class HeapWriter:
         self._log = log
         self._gate = gate
         self._counter = StateCounter()
+        self._count_for_state = self._counter.count
         self._known: dict[StreamId, Route | Ignored] = {}
 
     @classmethod
@@ -90,32 +91,31 @@ class HeapWriter:
 
     # -- input ------------------------------------------------------------------------------
     def process(self, message: AirbyteMessage) -> None:
-        self.stats.messages += 1
-        if message.type == Type.RECORD:
-            self.process_record(message.record)
+        """Runs once per message; a RECORD is handled inline, with plain attribute and dict
+        operations, since this is the per-record path."""
+        stats = self.stats
+        stats.messages += 1
+        if message.type == RECORD:
+            record = message.record
+            stats.records += 1
+            row = stats.records
+            stream = (record.namespace, record.stream)
+            self._count_for_state(stream)
+            route = self._known.get(stream)
+            if route is None:
+                route = self._admit(stream)
+            if route.__class__ is Ignored:
+                self._count_ignored(stream, route)
+            else:
+                invalid = route.process_record(record.data, row)
+                if invalid is not None:
+                    self._log.invalid_row(row, invalid)
+                if row % PROGRESS_CHECK_EVERY == 0:
+                    self._progress()
         elif message.type == Type.STATE:
             self.process_state(message)
         if self._gate.holding and self._pool.has_finished_batches:
             self._release_states()
-
-    def process_record(self, record: AirbyteRecordMessage) -> None:
-        """Runs once per record: kept to plain attribute and dict operations."""
-        stats = self.stats
-        stats.records += 1
-        row = stats.records
-        stream = (record.namespace, record.stream)
-        self._counter.count(stream)
-        route = self._known.get(stream)
-        if route is None:
-            route = self._admit(stream)
-        if route.__class__ is Ignored:
-            self._count_ignored(stream, route)
-            return
-        invalid = route.process_record(record.data, row)
-        if invalid is not None:
-            self._log.invalid_row(row, invalid)
-        if row % PROGRESS_CHECK_EVERY == 0:
-            self._progress()
 
     def process_state(self, message: AirbyteMessage) -> None:
         """Drain on state: the pending batches it depends on leave now; the state waits for
