@@ -22,15 +22,19 @@ class ConfigFileError(ValueError):
 
 
 def read_config_file(path: str) -> dict[str, Any]:
+    return parse_config_text(_read_bytes(path, "config"), path)
+
+
+def _read_bytes(path: str, kind: str) -> bytes:
+    """The file's bytes, or a ConfigFileError naming the `kind` of file and what went wrong."""
     try:
         with open(path, "rb") as file:
-            raw = file.read()
+            return file.read()
     except FileNotFoundError:
-        raise ConfigFileError(f"The config file {path} does not exist.") from None
+        raise ConfigFileError(f"The {kind} file {path} does not exist.") from None
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise ConfigFileError(f"The config file {path} could not be read: {reason}.") from None
-    return parse_config_text(raw, path)
+        raise ConfigFileError(f"The {kind} file {path} could not be read: {reason}.") from None
 
 
 def parse_config_text(raw: bytes, path: str) -> dict[str, Any]:
@@ -57,14 +61,7 @@ def parse_config_text(raw: bytes, path: str) -> dict[str, Any]:
 def read_catalog_file(path: str) -> ConfiguredAirbyteCatalog:
     """The `--catalog` file as a configured catalog; a ConfigFileError says what is wrong with
     it (the CDK's own loader ends with a stack trace, or quotes the value it refused)."""
-    try:
-        with open(path, "rb") as file:
-            raw = file.read()
-    except FileNotFoundError:
-        raise ConfigFileError(f"The catalog file {path} does not exist.") from None
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise ConfigFileError(f"The catalog file {path} could not be read: {reason}.") from None
+    raw = _read_bytes(path, "catalog")
     try:
         return ConfiguredAirbyteCatalogSerializer.load(orjson.loads(raw))
     except orjson.JSONDecodeError:
