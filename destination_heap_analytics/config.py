@@ -97,7 +97,8 @@ class ColumnMapping:
     exclude_columns: frozenset[str] = frozenset()
 
     def configured_columns(self) -> tuple[ColumnPath, ...]:
-        """Every explicitly named column, for the 'column never seen' report."""
+        """Every explicitly named column, excluded ones too, for the reports of columns the
+        data or the catalog's schema never has (a misspelt exclusion excludes nothing)."""
         singles = (
             self.identity_column,
             self.event_column,
@@ -106,7 +107,8 @@ class ColumnMapping:
             self.idempotency_key_column,
         )
         properties = tuple(column.path for column in self.property_columns or ())
-        return properties + tuple(c for c in singles if c is not None)
+        excluded = tuple(ColumnPath(name, tuple(name.split("."))) for name in self.exclude_columns)
+        return properties + tuple(c for c in singles if c is not None) + excluded
 
 
 @dataclass(frozen=True)
@@ -169,11 +171,6 @@ class HeapConfig:
         if len(named) == 1:
             return named[0].mapping
         return self.default_mapping
-
-    def mappings(self) -> tuple[ColumnMapping, ...]:
-        """Every mapping of the config, the default one first."""
-        listed = tuple(entry.mapping for entry in self.stream_mappings)
-        return ((self.default_mapping,) if self.default_mapping else ()) + listed
 
     def pacing_for(self, api_type: ApiType) -> Pacing:
         return self.pacing_by_api[api_type]

@@ -95,10 +95,6 @@ class DeliveryStats:
             taken, self._new_rejections = self._new_rejections, []
         return taken
 
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
-
 
 class BatchDelivery:
     def __init__(

@@ -24,7 +24,6 @@ from destination_heap_analytics.column_report import ColumnReport, schema_warnin
 from destination_heap_analytics.config import (
     ApiType,
     ColumnMapping,
-    ColumnPath,
     HeapConfig,
     Pacing,
     RateLimit,
@@ -51,15 +50,28 @@ class Ignored(Enum):
 
 
 class CatalogStreams:
-    """Which streams the configured catalog names; records of others are ignored (counted)."""
+    """Which streams the configured catalog names, and their declared schemas; records of other
+    streams are ignored (counted)."""
 
     def __init__(self, catalog: ConfiguredAirbyteCatalog) -> None:
-        self._exact = {(s.stream.namespace, s.stream.name) for s in catalog.streams}
-        self._names = {name for _, name in self._exact}
+        self.schemas: dict[StreamId, object] = {
+            (s.stream.namespace, s.stream.name): s.stream.json_schema for s in catalog.streams
+        }
+        self._by_name: dict[str, StreamId] = {}
+        for stream in self.schemas:
+            self._by_name.setdefault(stream[1], stream)
+
+    def find(self, stream: StreamId) -> StreamId | None:
+        """Exact (namespace, name); else by name, as some platforms rewrite namespaces."""
+        return stream if stream in self.schemas else self._by_name.get(stream[1])
 
     def __contains__(self, stream: StreamId) -> bool:
-        """Exact (namespace, name); else by name, as some platforms rewrite namespaces."""
-        return stream in self._exact or stream[1] in self._names
+        return self.find(stream) is not None
+
+    def schema_of(self, stream: StreamId) -> object:
+        """The stream's declared schema in the catalog, or None."""
+        found = self.find(stream)
+        return self.schemas[found] if found is not None else None
 
 
 class Route:
@@ -123,7 +135,6 @@ class Routes:
         self._client_factory = client_factory
         self._preview = preview
         self._config = config
-        self._configured = catalog
         self._catalog = CatalogStreams(catalog)
         self._clock = clock
         self._pool = pool
@@ -136,14 +147,10 @@ class Routes:
     def schema_warnings(self) -> list[str]:
         """Mapped columns missing from each catalog stream's declared schema, once, at start."""
         warnings = []
-        for configured in self._configured.streams:
-            stream = configured.stream
-            mapping = self._config.mapping_for((stream.namespace, stream.name))
+        for stream, json_schema in self._catalog.schemas.items():
+            mapping = self._config.mapping_for(stream)
             if mapping is not None:
-                columns = mapping.configured_columns() + tuple(
-                    ColumnPath.parse(name, "exclude_columns") for name in mapping.exclude_columns
-                )
-                warnings += schema_warnings(stream.name, columns, stream.json_schema)
+                warnings += schema_warnings(stream[1], mapping.configured_columns(), json_schema)
         return warnings
 
     def route_for(self, stream: StreamId) -> Route | Ignored:
@@ -188,7 +195,7 @@ class Routes:
                 endpoint.url,
                 self._config.app_id,
                 endpoint.bulk_key,
-                known_property_names(mapping, self._json_schema(stream)),
+                known_property_names(mapping, self._catalog.schema_of(stream)),
                 shapes=stats.shapes,
                 preview=self._preview,
             )
@@ -209,16 +216,6 @@ class Routes:
             settled=delivery.settled,
         )
         return Route(stats, transformer, loader, ColumnReport(mapping.configured_columns()))
-
-    def _json_schema(self, stream: StreamId) -> object:
-        """The stream's declared schema in the configured catalog (by name when the namespace
-        differs), or None."""
-        configured = [s.stream for s in self._configured.streams]
-        for candidate in configured:
-            if (candidate.namespace, candidate.name) == stream:
-                return candidate.json_schema
-        same_name = [c for c in configured if c.name == stream[1]]
-        return same_name[0].json_schema if same_name else None
 
     def _endpoint(self, api_type: ApiType) -> _Endpoint:
         endpoint = self._endpoints.get(api_type)

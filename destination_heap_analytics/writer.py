@@ -14,7 +14,6 @@ from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteStateStats,
     ConfiguredAirbyteCatalog,
-    Level,
     Type,
 )
 
@@ -154,9 +153,6 @@ class HeapWriter:
 
     def summary(self) -> list[AirbyteMessage]:
         return self._log.summary(self._routes.paced_seconds, self._gate.withheld)
-
-    def log(self, level: Level, text: str) -> None:
-        self._log.log(level, text)
 
     # -- internals ----------------------------------------------------------------------------
     def _admit(self, stream: StreamId) -> Route | Ignored:

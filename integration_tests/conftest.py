@@ -44,6 +44,12 @@ class CliRun:
         return [m for m in self.messages if m["type"] == kind]
 
     @property
+    def connection_status(self) -> dict:
+        """The one CONNECTION_STATUS of a `check`."""
+        (status,) = self.of_type("CONNECTION_STATUS")
+        return status["connectionStatus"]
+
+    @property
     def logs(self) -> list[str]:
         return [m["log"]["message"] for m in self.of_type("LOG")]
 

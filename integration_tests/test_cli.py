@@ -52,7 +52,7 @@ def test_check_succeeds_and_repeated_checks_store_one_preflight_event(sandbox, t
     for _ in range(2):
         run = run_cli("check", "--config", str(config))
         assert run.returncode == 0
-        assert run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
+        assert run.connection_status["status"] == "SUCCEEDED"
     (event,) = sandbox.accepted("track")
     assert event["idempotency_key"] == "airbyte-preflight-check"
     assert [r["path"] for r in sandbox.requests_log()] == ["/api/track", "/api/track"]
@@ -66,7 +66,7 @@ def test_check_fails_with_a_message_naming_the_field(sandbox, tmp_path, fault, f
     config = write_json(tmp_path, "c.json", sample_config("track", sandbox.url))
     run = run_cli("check", "--config", str(config))
     assert run.returncode == 0
-    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    status = run.connection_status
     assert status["status"] == "FAILED"
     assert f"'{field}'" in status["message"]
 
@@ -92,14 +92,14 @@ def test_check_reports_bad_config_without_crashing(tmp_path, overrides, field):
     config = write_json(tmp_path, "c.json", {**sample_config("track", "x"), **overrides})
     run = run_cli("check", "--config", str(config))
     assert run.returncode == 0
-    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    status = run.connection_status
     assert status["status"] == "FAILED" and field in status["message"]
 
 
 def test_check_fails_when_nothing_listens(tmp_path):
     config = write_json(tmp_path, "c.json", sample_config("track", "http://127.0.0.1:9"))
     run = run_cli("check", "--config", str(config))
-    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    status = run.connection_status
     assert status["status"] == "FAILED" and "could not be reached" in status["message"]
 
 

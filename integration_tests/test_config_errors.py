@@ -66,11 +66,6 @@ def bad_config(overrides: dict) -> dict:
     return {**sample_config("track", "https://heapanalytics.com"), **overrides}
 
 
-def connection_status(run: CliRun) -> dict:
-    (status,) = run.of_type("CONNECTION_STATUS")
-    return status["connectionStatus"]
-
-
 def assert_ends_with_one_config_error(run: CliRun) -> str:
     """Exit code 1, one config_error TRACE, and no Python stack trace anywhere."""
     assert run.returncode == 1
@@ -88,7 +83,7 @@ def test_check_fails_naming_the_field_without_echoing_the_value(tmp_path, case):
     config = write_json(tmp_path, "config.json", bad_config(overrides))
     run = run_cli("check", "--config", str(config))
     assert run.returncode == 0
-    status = connection_status(run)
+    status = run.connection_status
     assert status["status"] == "FAILED"
     assert f"'{field}'" in status["message"]
     assert "Config validation error" not in run.stdout
@@ -120,7 +115,7 @@ def test_a_file_that_is_not_a_json_object_fails_check_with_a_reason(tmp_path, ca
     path = write_text(tmp_path, contents)
     run = run_cli("check", "--config", str(path))
     assert run.returncode == 0
-    status = connection_status(run)
+    status = run.connection_status
     assert status["status"] == "FAILED" and reason in status["message"]
     assert run.of_type("TRACE") == []
     assert MARKER not in run.stdout + run.stderr

@@ -61,24 +61,17 @@ def test_repeated_checks_send_the_same_idempotency_key(sandbox):
     assert len(sandbox.accepted("track")) == 1
 
 
-def test_404_names_base_url(sandbox):
-    sandbox.set_faults(fixed_status=404)
+@pytest.mark.parametrize(
+    "status, field, other", [(404, "base_url", "app_id"), (401, "app_id", "base_url")]
+)
+def test_configuration_statuses_name_the_field_to_fix(sandbox, status, field, other):
+    sandbox.set_faults(fixed_status=status)
 
     message = check_connection(config(sandbox.url))
 
     assert message is not None
-    assert "'base_url'" in message
-    assert "app_id" not in message
-
-
-def test_401_names_app_id(sandbox):
-    sandbox.set_faults(fixed_status=401)
-
-    message = check_connection(config(sandbox.url))
-
-    assert message is not None
-    assert "'app_id'" in message
-    assert "base_url" not in message
+    assert f"'{field}'" in message
+    assert other not in message
 
 
 def test_refused_preflight_event_names_app_id(sandbox):

@@ -71,7 +71,7 @@ def test_a_dry_run_of_three_streams_counts_each_stream_and_shows_no_values(sandb
 def test_check_in_a_dry_run_posts_no_preflight_event(sandbox, tmp_path):
     config = write_json(tmp_path, "c.json", sample_config("track", sandbox.url, dry_run=True))
     run = run_cli("check", "--config", str(config))
-    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    status = run.connection_status
     assert status["status"] == "SUCCEEDED"
     assert "no preflight event" in status["message"]
     assert sandbox.requests_log() == []

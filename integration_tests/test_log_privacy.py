@@ -164,7 +164,7 @@ def test_check_never_shows_what_heap_echoes(sandbox, tmp_path, faults, expected)
     run = run_cli("check", "--config", str(config_path))
 
     assert run.returncode == 0
-    status = run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
+    status = run.connection_status
     assert status["status"] == "FAILED"
     assert expected in status["message"]
     assert leaks(run) == []
