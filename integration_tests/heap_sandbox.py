@@ -59,13 +59,18 @@ Control API (never subject to faults), JSON in and out:
   answers for that endpoint's next requests, one consumed per request, before any other fault;
   an answer is one of ``{"pass": true}`` (handled as usual), ``{"status": 400..599, "message"?,
   "retry_after"?}``, ``{"drop": true}`` (nothing stored), ``{"drop_after_store": true}``,
-  ``{"hang": true}`` (held unanswered until released, then dropped; nothing stored) or
+  ``{"hang": true}`` (held unanswered until released, reset or stopped, then dropped; nothing
+  stored) or
   ``{"expire_token": true}`` (Bearer endpoints: the presented token expires, so the request
   answers 401 and so does any retry with that token), each with an optional ``"times": n``.
   Answers ``{"queued": {"<name>": [answer, ...]}, "hanging": n}``.
 - ``POST /_sandbox/release`` lets hung requests go (``{"released": n}``);
   ``POST /_sandbox/wait_hanging`` ``{"count": 1, "timeout_seconds": 10}`` waits until that many
   requests hang: ``{"hanging": n, "reached": bool}``.
+
+In process, ``HeapSandbox`` offers the same: ``events``, ``identify_calls``, ``identities``,
+``deletion_requests``, ``auth``, ``set_auth``, ``expire_tokens``, ``clock``, ``advance_clock``,
+``script``, ``scripted``, ``release`` and ``wait_hanging``.
 
 The ``endpoints`` fault setting (a list of endpoint names, or null for all) scopes every other
 fault setting, e.g. ``{"fixed_status": 503, "endpoints": ["user_deletion"]}``; the rate limit
@@ -476,6 +481,15 @@ def validate_identify_body(body: Any) -> tuple[str | int, dict]:
     app_id = _check_app_id(body)
     [item] = _validate_single("identify", body)
     return app_id, item
+
+
+def _validated_items(endpoint: str, body: Any) -> tuple[str | int, list[dict]]:
+    """``(app_id, items)`` of an ingestion or identify body (identify has one item)."""
+    if endpoint == "identify":
+        app_id, item = validate_identify_body(body)
+        return app_id, [item]
+    app_id, _form, items = validate_body(endpoint, body)
+    return app_id, items
 
 
 def validate_deletion_body(body: Any) -> list[dict]:
@@ -1744,38 +1758,21 @@ class HeapSandbox:
             )
         return None
 
-    def _process_ingestion(
-        self, api_type: str, request: _Request, body: Any, faults: Faults
-    ) -> _Reply:
-        """Validate, rate-limit and store track, user or account items."""
-        reply = _unreadable(api_type, request, body)
-        if reply is not None:
-            return reply
-        try:
-            app_id, _form, items = validate_body(api_type, body)
-        except ValidationError as exc:
-            return _api_error(api_type, 400, str(exc))
-        reply = _refused(api_type, body, items, faults)
-        if reply is not None:
-            return reply
-        wait = self._admit_and_store(api_type, app_id, items, faults.rate_limit, self._store)
-        return _rate_limited(api_type, wait) if wait else _api_ok(api_type)
-
-    def _process_identify(
-        self, endpoint: str, request: _Request, body: Any, faults: Faults
-    ) -> _Reply:
-        """Validate, rate-limit and apply one identify pair (an ignored pair still gets 200)."""
+    def _process_items(self, endpoint: str, request: _Request, body: Any, faults: Faults) -> _Reply:
+        """Validate, rate-limit and store ingestion items, or apply one identify pair (an
+        ignored pair still gets 200, as from Heap)."""
         reply = _unreadable(endpoint, request, body)
         if reply is not None:
             return reply
         try:
-            app_id, item = validate_identify_body(body)
+            app_id, items = _validated_items(endpoint, body)
         except ValidationError as exc:
             return _api_error(endpoint, 400, str(exc))
-        reply = _refused(endpoint, body, [item], faults)
+        reply = _refused(endpoint, body, items, faults)
         if reply is not None:
             return reply
-        wait = self._admit_and_store(endpoint, app_id, [item], faults.rate_limit, self._identify)
+        store = self._identify if endpoint == "identify" else self._store
+        wait = self._admit_and_store(endpoint, app_id, items, faults.rate_limit, store)
         return _rate_limited(endpoint, wait) if wait else _api_ok(endpoint)
 
     def _process_auth_token(
@@ -1797,22 +1794,25 @@ class HeapSandbox:
             )
         return _json_reply(200, {"access_token": token})
 
-    def _authorised(self, endpoint: str, request: _Request) -> _Token | _Reply:
-        """The valid bearer token of a request, or its 401."""
+    def _process_bearer(
+        self, endpoint: str, request: _Request, body: Any, faults: Faults
+    ) -> _Reply:
+        """Check the bearer token before anything else, then handle the request."""
         presented = _bearer_token(request.authorization)
         if presented is None:
             return _unauthorized(endpoint, "Authorization: Bearer access token required")
         with self._lock:
             token, problem = self._auth.check(presented, self._now())
-        return token if token is not None else _unauthorized(endpoint, problem)
+        if token is None:
+            return _unauthorized(endpoint, problem)
+        if endpoint == "deletion_status":
+            return self._deletion_status(token, request)
+        return self._delete_users(endpoint, token, request, body, faults)
 
-    def _process_user_deletion(
-        self, endpoint: str, request: _Request, body: Any, faults: Faults
+    def _delete_users(
+        self, endpoint: str, token: _Token, request: _Request, body: Any, faults: Faults
     ) -> _Reply:
-        """Authorise, validate and record one deletion request (deletions are not applied)."""
-        token = self._authorised(endpoint, request)
-        if isinstance(token, _Reply):
-            return token
+        """Validate and record one deletion request (deletions are not applied)."""
         reply = _unreadable(endpoint, request, body)
         if reply is not None:
             return reply
@@ -1842,13 +1842,8 @@ class HeapSandbox:
         }
         return _json_reply(201, answer)
 
-    def _process_deletion_status(
-        self, endpoint: str, request: _Request, body: Any, faults: Faults
-    ) -> _Reply:
+    def _deletion_status(self, token: _Token, request: _Request) -> _Reply:
         """A deletion request of the token's app is reported pending; any other is 404."""
-        token = self._authorised(endpoint, request)
-        if isinstance(token, _Reply):
-            return token
         request_id = request.path.removeprefix(DELETION_STATUS_PREFIX)
         with self._lock:
             known = any(
@@ -1856,15 +1851,13 @@ class HeapSandbox:
                 for record in self._deletions
             )
         if not known:
-            return _api_error(endpoint, 404, "deletion request not found")
+            return _api_error("deletion_status", 404, "deletion request not found")
         return _json_reply(200, {"status": "pending"})
 
     _PROCESSORS: dict[str, Callable[..., _Reply]] = {
-        **dict.fromkeys(API_TYPES, _process_ingestion),
-        "identify": _process_identify,
+        **dict.fromkeys((*API_TYPES, "identify"), _process_items),
         "auth_token": _process_auth_token,
-        "user_deletion": _process_user_deletion,
-        "deletion_status": _process_deletion_status,
+        **dict.fromkeys(BEARER_ENDPOINTS, _process_bearer),
     }
 
     def _admit_and_store(
