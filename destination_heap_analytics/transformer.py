@@ -332,23 +332,13 @@ def put_value(
         put_scalar(out, name, value, stats)
 
 
-def put_enclosed(
-    out: dict,
-    name: str,
-    value: Any,
-    stats: TransformStats,
-    depth: int = 2,
-    path: str | None = None,
-    excluded: frozenset[str] = NOTHING_EXCLUDED,
-) -> None:
-    """`put_value` for a column inside another listed column (`a.b` with `a`, see
-    `config.PropertyColumn.enclosed`), which runs after it. Both read the same part of the
-    record, so they agree, except where a key with dots gives one name two values
-    (`{"a": {"b.c": 1, "b": {"c": 2}}}`): then the enclosing column's value, already in `out`,
-    is kept (of the paths under it, the one with the fewest parts, as under `*`), and the
-    other is counted."""
-    produced: dict = {}
-    put_value(produced, name, value, stats, depth, path, excluded)
+def merge_enclosed(out: dict, produced: dict, stats: TransformStats) -> None:
+    """The properties a column inside another listed column gave (`a.b` with `a`, see
+    `config.PropertyColumn.enclosed`, put in `produced` by `put_value`), added to those of the
+    columns before it. Both read the same part of the record, so they agree, except where a key
+    with dots gives one name two values (`{"a": {"b.c": 1, "b": {"c": 2}}}`): then the
+    enclosing column's value, already in `out`, is kept (of the paths under it, the one with
+    the fewest parts, as under `*`), and the other is counted."""
     for key, leaf in produced.items():
         held = out.get(key, ABSENT)
         if held is ABSENT:
@@ -588,7 +578,7 @@ def rules_for(stats: TransformStats, now: Callable[[], str]) -> dict[str, Any]:
         "read_timestamp": lambda value, column: read_timestamp(value, column, now),
         "is_canonical_timestamp": is_canonical_timestamp,
         "put_value": put_value,
-        "put_enclosed": put_enclosed,
+        "merge_enclosed": lambda out, produced: merge_enclosed(out, produced, stats),
         "flatten_value": flatten_value,
         "drop_reserved_id": lambda properties: drop_reserved_id(properties, stats),
         "compile_getter": compile_getter,

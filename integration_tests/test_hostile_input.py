@@ -135,12 +135,16 @@ def test_timestamps_go_out_in_one_utc_form_and_words_are_invalid(sandbox, tmp_pa
     assert "invalid records skipped: 2 (at is not a date-time" in summary_of(run)
 
 
-def test_empty_lists_send_nothing_and_name_collisions_are_resolved_and_counted(sandbox, tmp_path):
-    api = {
+def user_properties_api(property_columns: str) -> dict:
+    return {
         "api_type": "add_user_properties",
         "identity_column": "user",
-        "property_columns": "tags,plan",
+        "property_columns": property_columns,
     }
+
+
+def test_empty_lists_send_nothing_and_name_collisions_are_resolved_and_counted(sandbox, tmp_path):
+    api = user_properties_api("tags,plan")
     rows = [
         record_line({"user": "u1", "tags": [], "plan": "pro"}),
         record_line({"user": "u2", "tags": [None], "plan": "free"}),
@@ -255,11 +259,7 @@ def test_an_integer_of_any_length_is_a_readable_record(sandbox, tmp_path):
 
 def test_a_column_inside_another_keeps_the_outer_value_and_counts_the_other(sandbox, tmp_path):
     """Issue 14.3: where two listed columns give one name, nothing is overwritten silently."""
-    api = {
-        "api_type": "add_user_properties",
-        "identity_column": "user",
-        "property_columns": "a.b, a",
-    }
+    api = user_properties_api("a.b, a")
     rows = [
         record_line({"user": "u1", "a": {"b.c": "literal", "b": {"c": "nested", "d": 1}}}),
         record_line({"user": "u2", "a": {"b": {"c": "nested", "d": 2}}}),

@@ -26,7 +26,7 @@ from destination_heap_analytics.transformer import (
     compile_getter,
     drop_reserved_id,
     flatten_value,
-    put_enclosed,
+    merge_enclosed,
     put_value,
     read_timestamp,
     record_hash,
@@ -64,8 +64,11 @@ def reference_transform(
             if value is not None:
                 path = column.path.name
                 below = frozenset(e for e in excluded if e.startswith(f"{path}."))
-                put = put_enclosed if column.enclosed else put_value
-                put(out, column.name, value, stats, len(column.path.segments) + 1, path, below)
+                into = {} if column.enclosed else out
+                depth = len(column.path.segments) + 1
+                put_value(into, column.name, value, stats, depth, path, below)
+                if column.enclosed:
+                    merge_enclosed(out, into, stats)
         if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
             drop_reserved_id(out, stats)
         return out
