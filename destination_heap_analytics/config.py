@@ -154,7 +154,8 @@ class HeapConfig:
     app_id: str
     base_url: str
     default_mapping: ColumnMapping | None
-    """The top-level `api`: the mapping of every stream `streams` does not list."""
+    """The top-level `api`: the mapping of every stream `streams` does not list (which entry
+    applies to which catalog stream is `streams.StreamMatcher`'s to say)."""
     stream_mappings: tuple[StreamMapping, ...]
     batch_size: int
     max_concurrent_requests: int
@@ -163,22 +164,6 @@ class HeapConfig:
     pacing_time_scale: float = 1.0
     dry_run: bool = False
     """Transform and count everything, send nothing, emit no state."""
-
-    def mapping_for(self, stream: StreamId) -> ColumnMapping | None:
-        """The mapping of a stream: its `streams` entry (same namespace, else the entry without
-        a namespace, else the only entry of that name, as the catalog matches rewritten
-        namespaces by name), else the top-level `api`; None when it has none."""
-        namespace, name = stream
-        named = [entry for entry in self.stream_mappings if entry.stream == name]
-        for entry in named:
-            if entry.namespace == namespace:
-                return entry.mapping
-        for entry in named:
-            if entry.namespace is None:
-                return entry.mapping
-        if len(named) == 1:
-            return named[0].mapping
-        return self.default_mapping
 
     def pacing_for(self, api_type: ApiType) -> Pacing:
         return self.pacing_by_api[api_type]

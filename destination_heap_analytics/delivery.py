@@ -20,17 +20,32 @@ from destination_heap_analytics.sync_clock import Clock
 
 
 @dataclass
+class ChunkTally:
+    """The records of one stream since its last state (`destinationStats`): counted by the main
+    thread as they arrive (`received`, `invalid`) and as their batches are acknowledged
+    (`refused`)."""
+
+    received: int = 0
+    invalid: int = 0
+    refused: int = 0
+
+
+@dataclass
 class Batch:
     """Items in input order with their row numbers (1-based record counts), for reporting.
 
     `last_refusal` is the rejection guard's position of the batch's last refused record, set by
     the sending thread; the states after the batch wait until the guard has settled it.
+    `refused` counts the batch's items Heap refused, added to its chunk's `tally` once the
+    batch is acknowledged.
     """
 
     seq: int
     items: list[dict]
     rows: list[int]
+    tally: ChunkTally = field(default_factory=ChunkTally)
     last_refusal: int | None = None
+    refused: int = 0
 
 
 MAX_REJECTION_REASONS = 20
@@ -148,6 +163,7 @@ class BatchDelivery:
         except HeapRejected as rejected:
             if len(items) == 1:
                 self._stats.count_rejection(Rejection(rows[0], rejected.status, rejected.message))
+                batch.refused += 1
                 batch.last_refusal = self._guard.refused(str(rejected))
                 self._guard.check()
             return False

@@ -21,9 +21,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
-from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, AirbyteStateType, Type
+from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
 from destination_heap_analytics.json_numbers import parse_float, parse_int
+from destination_heap_analytics.json_spans import NotJson
+from destination_heap_analytics.state_message import NotAState, StateMessage, parse_state_line
 from destination_heap_analytics.stats import InputStats
 
 LOGGED_LINES = 10
@@ -52,17 +54,23 @@ class UnreadableLine(Exception):
 
 def read_messages(
     lines: Iterable[bytes | str], stats: InputStats, logger: logging.Logger
-) -> Iterator[AirbyteMessage]:
+) -> Iterator[AirbyteMessage | StateMessage]:
     """`lines` are stdin's raw lines (text lines are accepted too, and encoded back).
 
-    Runs once per line, so the common case (orjson, a complete RECORD) is written inline and
-    the rare ones call out.
+    A STATE line becomes a `StateMessage`, kept as the text it came as (state_message.py);
+    every other message an `AirbyteMessage`. Runs once per line, so the common case (orjson, a
+    complete RECORD) is written inline and the rare ones call out.
     """
     loads, load, record = orjson.loads, AirbyteMessageSerializer.load, Type.RECORD
     for line_number, line in enumerate(lines, start=1):
         if line.__class__ is str:
             line = line.encode("utf-8", "surrogatepass")
         try:
+            if _STATE_TYPE in line:
+                state = _read_state(line)
+                if state is not None:
+                    yield state
+                    continue
             if _WIDE_RUN in line.translate(_DIGITS_AS_ZERO):
                 payload = _parse_exactly(line, stats)
             else:
@@ -88,6 +96,22 @@ def read_messages(
 
 BLANK_LINE = object()
 """What `_parse_exactly` returns for a line of whitespace only: skipped without being counted."""
+
+
+_STATE_TYPE = b'"STATE"'
+"""Every STATE line holds this; a line without it is never read as a state."""
+
+
+def _read_state(line: bytes) -> StateMessage | None:
+    """The line's state, None when the line is no STATE message (a record may hold the word).
+
+    A line that is not valid JSON is left to the record path, which names the reason."""
+    try:
+        return parse_state_line(line)
+    except NotJson:
+        return None
+    except NotAState:
+        raise UnreadableLine(NOT_A_MESSAGE) from None
 
 
 def _parse_exactly(line: bytes, stats: InputStats) -> Any:
@@ -151,17 +175,9 @@ def _replace_lone_surrogates(value: Any) -> tuple[Any, bool]:
 
 def _is_complete(message: AirbyteMessage) -> bool:
     """The parts the writer relies on are there (the models check the types of what is); the
-    CDK's models accept `{"type": "STATE"}`. RECORDs are checked inline in `read_messages`."""
-    if message.type == Type.STATE:
-        state = message.state
-        if state is None:
-            return False
-        if state.type == AirbyteStateType.STREAM:
-            return state.stream is not None
-        if state.type == AirbyteStateType.GLOBAL:
-            return state.global_ is not None
-        return state.data is not None
-    return True
+    CDK's models accept `{"type": "STATE"}`. RECORDs are checked inline in `read_messages`; a
+    STATE that reaches the models was not valid JSON for `_read_state`, so it is no state."""
+    return message.type != Type.STATE
 
 
 def _skip(

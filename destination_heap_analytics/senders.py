@@ -31,8 +31,13 @@ class SenderPool:
         self._running = 0
         self._fatal: BaseException | None = None
         self._while_waiting = while_waiting
-        self.has_finished_batches = False
-        """Set when a batch ends; lets callers skip re-checking states when nothing changed."""
+        self._batches_ended = False
+
+    def batches_ended(self) -> bool:
+        """Has a batch ended since the last call? Lets the writer skip re-checking held states
+        when nothing changed."""
+        ended, self._batches_ended = self._batches_ended, False
+        return ended
 
     @property
     def in_flight(self) -> int:
@@ -62,7 +67,7 @@ class SenderPool:
                 on_end(done)
                 if self._fatal is None and not done.cancelled() and done.exception() is not None:
                     self._fatal = done.exception()
-                self.has_finished_batches = True
+                self._batches_ended = True
                 self._changed.notify_all()
 
         future.add_done_callback(ended)

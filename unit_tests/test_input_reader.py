@@ -20,6 +20,7 @@ from destination_heap_analytics.input_reader import (
     NOT_A_MESSAGE as INCOMPLETE,
 )
 from destination_heap_analytics.json_numbers import RawNumber
+from destination_heap_analytics.state_message import StateMessage
 from destination_heap_analytics.stats import InputStats
 
 MARKER = "MARKER-123"
@@ -59,11 +60,36 @@ def read(
 def test_valid_record_and_state_lines_become_messages(logger):
     messages, stats = read([RECORD + "\n", STATE + "\n"], logger)
 
-    assert [type(m) for m in messages] == [AirbyteMessage, AirbyteMessage]
+    assert [type(m) for m in messages] == [AirbyteMessage, StateMessage]
     assert [m.type for m in messages] == [Type.RECORD, Type.STATE]
     assert messages[0].record.stream == "events"
     assert messages[0].record.data == {"identity": "u1"}
-    assert messages[1].state.stream.stream_descriptor.name == "events"
+    assert messages[1].stream == (None, "events")
+    assert messages[1].text == STATE
+    assert stats.unparseable_lines == 0
+
+
+def test_a_record_holding_the_word_state_is_still_a_record(logger):
+    line = json.dumps(
+        {"type": "RECORD", "record": {"stream": "s", "data": {"level": "STATE"}, "emitted_at": 1}}
+    )
+    (message,), stats = read([line], logger)
+    assert message.__class__ is AirbyteMessage and message.record.data == {"level": "STATE"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"s"},'
+        '"stream_state":{"cursor":123456789012345678901234567890}}},"id":7}',
+        '{"type":"STATE","state":{"data":' + "[" * 3000 + "]" * 3000 + "}}",
+        '{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{"c":"a\\ud83d"}}}}',
+    ],
+    ids=["30-digit cursor", "3000 levels", "lone surrogate"],
+)
+def test_states_any_parser_would_refuse_or_change_are_read_as_they_are(logger, payload):
+    (message,), stats = read([payload + "\n"], logger)
+    assert message.__class__ is StateMessage and message.text == payload
     assert stats.unparseable_lines == 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from destination_heap_analytics.config import ApiType, RateLimit
 from destination_heap_analytics.routes import (
-    CatalogStreams,
     Ignored,
     Routes,
     effective_batch_size,
@@ -36,31 +35,6 @@ def make_routes(*streams: tuple[str | None, str], clients: RecordingClients | No
     )
 
 
-# --- CatalogStreams ---------------------------------------------------------------------------
-
-
-def test_catalog_contains_its_exact_namespace_and_name():
-    streams = CatalogStreams(make_catalog(("shop", "orders"), (None, "users")))
-
-    assert ("shop", "orders") in streams
-    assert (None, "users") in streams
-
-
-def test_catalog_falls_back_to_the_name_alone():
-    streams = CatalogStreams(make_catalog(("shop", "orders"), (None, "users")))
-
-    assert ("rewritten", "orders") in streams
-    assert (None, "orders") in streams
-    assert ("some_namespace", "users") in streams
-
-
-def test_catalog_does_not_contain_other_names():
-    streams = CatalogStreams(make_catalog(("shop", "orders")))
-
-    assert ("shop", "refunds") not in streams
-    assert (None, "Orders") not in streams
-
-
 # --- Routes ----------------------------------------------------------------------------------
 
 
@@ -77,7 +51,7 @@ def test_each_catalog_stream_gets_its_own_route_built_once():
 
 def test_streams_outside_the_catalog_get_no_route():
     routes = make_routes((None, "users"))
-    assert routes.route_for((None, "orders")) is Ignored.NOT_IN_CATALOG
+    assert routes.route_for(None) is Ignored.NOT_IN_CATALOG
     assert routes.built == []
 
 
@@ -89,15 +63,13 @@ def test_routes_of_one_api_type_share_one_client():
     assert clients.made == [("https://heap.test/api/track", "events")]
 
 
-def test_a_stream_state_waits_for_its_stream_and_a_global_one_for_all():
+def test_a_route_is_known_once_its_stream_has_had_records():
     routes = make_routes(("shop", "users"), (None, "orders"))
     users = routes.route_for(("shop", "users"))
-    orders = routes.route_for((None, "orders"))
 
-    assert routes.for_state(("shop", "users")) == [users]
-    assert routes.for_state(("rewritten", "users")) == [users]
-    assert routes.for_state((None, "never_seen")) == []
-    assert routes.for_state(None) == [users, orders]
+    assert routes.built_route(("shop", "users")) is users
+    assert routes.built_route((None, "orders")) is None
+    assert routes.built_route(None) is None
 
 
 # --- batch size and ordering -----------------------------------------------------------------
