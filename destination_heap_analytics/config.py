@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -72,10 +72,17 @@ class ColumnPath:
 @dataclass(frozen=True)
 class PropertyColumn:
     """A property column: the value at `path` is sent under `name` (`plan as subscription_plan`;
-    without `as`, the name is the path as written)."""
+    without `as`, the name is the path as written).
+
+    `enclosed`: another listed column holds this one (`a.b` inside `a`, `a.b as x.b` inside
+    `a as x`): its name and its path continue the other's the same way, so both read the same
+    part of the record. The transform applies it after the columns that hold it, and keeps
+    theirs where the two give one name (`transformer.put_enclosed`).
+    """
 
     path: ColumnPath
     name: str
+    enclosed: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class ColumnMapping:
 
     api_type: ApiType
     property_columns: tuple[PropertyColumn, ...] | None
+    """In the order they are applied: every column after the columns that enclose it."""
     identity_column: ColumnPath | None = None
     event_column: ColumnPath | None = None
     event_name: str | None = None
@@ -370,18 +378,66 @@ def _parse_property_columns(value: str, field: str) -> tuple[PropertyColumn, ...
             )
         named[column.name] = position
         columns.append(column)
-    return tuple(columns)
+    depths = [
+        _enclosing_columns(column, position, columns, named, field)
+        for position, column in enumerate(columns, start=1)
+    ]
+    ordered = sorted(zip(depths, columns, strict=True), key=lambda pair: pair[0])
+    return tuple(replace(column, enclosed=depth > 0) for depth, column in ordered)
+
+
+def _enclosing_columns(
+    column: PropertyColumn,
+    position: int,
+    columns: list[PropertyColumn],
+    named: dict[str, int],
+    field: str,
+) -> int:
+    """How many listed columns enclose `column`; a ConfigError when another one could give a
+    name it gives from another part of the record.
+
+    An object column sends its leaves under its name and a dot, so two columns can give one
+    name exactly when one name continues the other (`b` and `b.c`). That is safe only when the
+    path continues the same way (`a`, `a.b`: the same value); `x as b.c, b` would let `b`'s
+    leaf `c` overwrite `x`."""
+    enclosing = 0
+    for dot in [i for i, char in enumerate(column.name) if char == "."]:
+        outer_position = named.get(column.name[:dot])
+        if outer_position is None:
+            continue
+        outer = columns[outer_position - 1]
+        if column.path.name != outer.path.name + column.name[dot:]:
+            first, second = sorted((outer_position, position))
+            raise ConfigError(
+                field,
+                f"entries {first} and {second} can give the same property name: entry "
+                f"{position}'s starts with entry {outer_position}'s and a dot, where an object "
+                f"in entry {outer_position} sends its fields, but entry {position} reads "
+                "another part of the record; rename one with 'as'",
+            )
+        enclosing += 1
+    return enclosing
 
 
 def _parse_property_column(entry: str, field: str) -> PropertyColumn:
     renamed = _RENAME.fullmatch(entry)
     if renamed is None:
         path = ColumnPath.parse(entry, field)
-        return PropertyColumn(path, path.name)
-    name = (renamed["name"] or "").strip()
-    if not name or len(name) > heap_limits.MAX_PROPERTY_LENGTH:
-        raise ConfigError(field, "a name after 'as' must have 1 to 1023 characters")
+        return PropertyColumn(path, _property_name(path.name, field))
+    name = _property_name((renamed["name"] or "").strip(), field)
     return PropertyColumn(ColumnPath.parse(renamed["path"], field), name)
+
+
+def _property_name(name: str, field: str) -> str:
+    """Heap's limit on property names, for the name after `as` and for a column sent under
+    its own name alike: otherwise every item of the stream would carry a name Heap refuses."""
+    if not name or len(name) > heap_limits.MAX_PROPERTY_LENGTH:
+        raise ConfigError(
+            field,
+            "a property name (the name after 'as', or the column as written) must have 1 to "
+            f"{heap_limits.MAX_PROPERTY_LENGTH} characters; shorten a long column's with 'as'",
+        )
+    return name
 
 
 def _parse_exclude_columns(value: str, field: str) -> frozenset[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import RejectionGuard
-from destination_heap_analytics.retry import Cancelled, RetryPolicy, call_with_retries
+from destination_heap_analytics.retry import RetryPolicy, call_with_retries
 from destination_heap_analytics.sync_clock import Clock
 
 
@@ -175,12 +175,16 @@ class BatchDelivery:
         body = self._client.body(items)
 
         def attempt() -> None:
-            if not self._pacer.acquire(items):
-                raise Cancelled()
             self._stats.count_request()
             self._client.post(body)
 
-        call_with_retries(attempt, self._policy, self._clock, on_retry=self._on_retry)
+        call_with_retries(
+            attempt,
+            self._policy,
+            self._clock,
+            on_retry=self._on_retry,
+            wait_turn=lambda: self._pacer.acquire(items),
+        )
 
     def _on_retry(self, error: HeapTransientError, delay: float) -> None:
         self._stats.count_retry(str(error))

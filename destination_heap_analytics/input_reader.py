@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
+from destination_heap_analytics.json_numbers import parse_float, parse_int
 from destination_heap_analytics.json_spans import NotJson
 from destination_heap_analytics.state_message import NotAState, StateMessage, parse_state_line
 from destination_heap_analytics.stats import InputStats
@@ -77,8 +78,10 @@ def read_messages(
                     payload = loads(line)
                 except orjson.JSONDecodeError:
                     payload = _parse_exactly(line, stats)
-            if payload is None:
-                continue
+            if payload.__class__ is not dict:  # `null`, `5`, `[]`: JSON, but not a message
+                if payload is BLANK_LINE:
+                    continue
+                raise UnreadableLine(NOT_A_MESSAGE)
             try:
                 message = load(payload)
             except Exception:  # serpyco's errors quote the offending value; report none of it
@@ -89,6 +92,10 @@ def read_messages(
             _skip(line_number, line, unreadable.reason, stats, logger)
             continue
         yield message
+
+
+BLANK_LINE = object()
+"""What `_parse_exactly` returns for a line of whitespace only: skipped without being counted."""
 
 
 _STATE_TYPE = b'"STATE"'
@@ -108,15 +115,21 @@ def _read_state(line: bytes) -> StateMessage | None:
 
 
 def _parse_exactly(line: bytes, stats: InputStats) -> Any:
-    """The standard library keeps big integers exact and reads lone surrogates (then replaced)."""
+    """The standard library keeps big integers exact and reads lone surrogates (then replaced).
+
+    Numbers no Python number holds (beyond a double's range, or integers of more than 4300
+    digits, Python's conversion limit) become `json_numbers.RawNumber`s, so such a line is
+    still a readable record."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         raise UnreadableLine(NOT_UTF8) from None
     if not text.strip():
-        return None
+        return BLANK_LINE
     try:
-        payload = json.loads(text, parse_constant=_refuse_constant)
+        payload = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=parse_float, parse_int=parse_int
+        )
     except RecursionError:
         raise UnreadableLine(TOO_DEEP) from None
     except ValueError:  # JSONDecodeError, and the non-standard constants refused below

@@ -70,9 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="path to the JSON config")
     parser.add_argument("--catalog", required=True, help="path to the configured catalog")
     parser.add_argument(
-        "--limit", type=int, default=DEFAULT_LIMIT, help="items to print (default 10)"
+        "--limit",
+        type=item_count,
+        default=DEFAULT_LIMIT,
+        help="items to print (default 10; 0 prints none, only the summary)",
     )
     return parser
+
+
+def item_count(text: str) -> int:
+    """`--limit`: a whole number of items, 0 or more (argparse reports a ValueError as
+    "invalid item_count value" and exits with code 2)."""
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return count
 
 
 def _log_to(stream: IO[str]) -> None:

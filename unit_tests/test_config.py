@@ -638,7 +638,7 @@ def test_every_old_config_keeps_working_unchanged():
         (
             config(api={**TRACK_API, "property_columns": "a as , b"}),
             ("api.property_columns",),
-            "a name after 'as' must have 1 to 1023 characters",
+            "a property name (the name after 'as', or the column as written) must have 1 to 1023",
         ),
         (
             config(api={**TRACK_API, "property_columns": "a.b, c", "exclude_columns": "a"}),
@@ -669,3 +669,71 @@ def test_dry_run_is_off_unless_asked_for():
     assert parse_config(config()).dry_run is False
     assert parse_config(config(dry_run=True)).dry_run is True
     assert error_of(config(dry_run="yes")).field == "dry_run"
+
+
+# -- Property names two columns could both give (issue 14.3) and their length (14.7) -----------
+def property_columns_of(value: str) -> list[tuple[str, str, bool]]:
+    mapping = parse_config(config(api={**TRACK_API, "property_columns": value})).default_mapping
+    return [(c.path.name, c.name, c.enclosed) for c in mapping.property_columns]
+
+
+@pytest.mark.parametrize(
+    "value, entries",
+    [
+        ("x as b.c, b", (1, 2)),
+        ("b, x as b.c", (1, 2)),
+        ("a as x, b as x.c", (1, 2)),
+        ("a as x, a.b as x.c", (1, 2)),
+        ("a as x, a.b.c as x.b", (1, 2)),
+        ("n, a, x as a.", (2, 3)),
+        ("a.b as q, b, q.0", (1, 3)),
+    ],
+)
+def test_a_name_under_another_columns_name_from_elsewhere_in_the_record_is_an_error(value, entries):
+    error = error_of(config(api={**TRACK_API, "property_columns": value}))
+    assert error.fields == ("api.property_columns",)
+    assert f"entries {entries[0]} and {entries[1]} can give the same property name" in str(error)
+
+
+def test_a_column_inside_a_listed_column_is_allowed_and_applied_after_it():
+    assert property_columns_of("a.b, n, a") == [
+        ("n", "n", False),
+        ("a", "a", False),
+        ("a.b", "a.b", True),
+    ]
+    assert property_columns_of("a.b.c, a as x, a.b as x.b, ab") == [
+        ("a.b.c", "a.b.c", False),  # its name is under no other name: it reads a.b.c alone
+        ("a", "x", False),
+        ("ab", "ab", False),
+        ("a.b", "x.b", True),
+    ]
+
+
+def test_columns_without_a_shared_name_keep_their_order():
+    assert property_columns_of("c, ab, a, b.a") == [
+        ("c", "c", False),
+        ("ab", "ab", False),
+        ("a", "a", False),
+        ("b.a", "b.a", False),
+    ]
+
+
+def test_nested_columns_are_ordered_outermost_first():
+    assert [name for _, name, _ in property_columns_of("a.b.c, a.b, a")] == ["a", "a.b", "a.b.c"]
+
+
+@pytest.mark.parametrize("as_written", [True, False])
+def test_a_property_name_longer_than_heaps_limit_is_an_error_however_it_is_written(as_written):
+    long_name = "Zq9" + "c" * 1021  # 1024 characters
+    value = f"short, {long_name}" if as_written else f"short, c as {long_name}"
+    error = error_of(config(api={**TRACK_API, "property_columns": value}))
+    assert error.fields == ("api.property_columns",)
+    assert "must have 1 to 1023 characters" in str(error)
+    assert "Zq9" not in str(error)
+    fits = "c" * 1023
+    assert property_columns_of(f"short, {fits}")[1] == (fits, fits, False)
+
+
+def test_a_long_path_renamed_with_as_is_allowed():
+    long_path = ".".join(["segment"] * 200)
+    assert property_columns_of(f"{long_path} as short") == [(long_path, "short", False)]

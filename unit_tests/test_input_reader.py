@@ -19,6 +19,7 @@ from destination_heap_analytics.input_reader import (
 from destination_heap_analytics.input_reader import (
     NOT_A_MESSAGE as INCOMPLETE,
 )
+from destination_heap_analytics.json_numbers import RawNumber
 from destination_heap_analytics.state_message import StateMessage
 from destination_heap_analytics.stats import InputStats
 
@@ -229,6 +230,34 @@ def test_integers_wider_than_64_bits_keep_every_digit(logger, value):
     (message,), _ = read([line], logger)
     assert message.record.data == {"id": value, "next": value + 1, "f": 1.5, "text": "é"}
     assert type(message.record.data["id"]) is int
+
+
+@pytest.mark.parametrize("line", ["null", "5", "-1.5e3", '"x"', "[]", "true", " null \n"])
+def test_json_that_is_not_an_object_is_counted_as_not_a_message(logger, line):
+    """Issue 14.9: `null` was skipped without being counted."""
+    messages, stats = read([RECORD, line, STATE], logger)
+    assert [m.type for m in messages] == [Type.RECORD, Type.STATE]
+    assert stats.skipped_lines == Counter({INCOMPLETE: 1})
+
+
+@pytest.mark.parametrize(
+    "literal", ["1e400", "-1e400", "1E+400", "1" * 400 + ".5", "-" + "9" * 5000, "1" * 4301]
+)
+def test_a_number_no_python_number_holds_is_kept_as_its_text(logger, literal):
+    """Issue 14.4 and 14.6: infinity (which orjson writes as null), or the whole line lost to
+    Python's 4300-digit limit on int()."""
+    line = record_line({"x": "PLACEHOLDER", "big": 2**70}).replace('"PLACEHOLDER"', literal)
+    (message,), stats = read([line], logger)
+    assert message.record.data == {"x": RawNumber(literal), "big": 2**70}
+    assert stats.unparseable_lines == 0
+    assert literal not in repr(message.record.data["x"])
+
+
+@pytest.mark.parametrize("literal, value", [("1e-400", 0.0), ("1" * 4300, int("1" * 4300))])
+def test_numbers_a_python_number_holds_stay_python_numbers(logger, literal, value):
+    line = record_line({"x": "PLACEHOLDER", "big": 2**70}).replace('"PLACEHOLDER"', literal)
+    (message,), _ = read([line], logger)
+    assert message.record.data["x"] == value and type(message.record.data["x"]) is type(value)
 
 
 def test_a_lone_surrogate_becomes_the_replacement_character_and_is_counted(logger):
