@@ -86,8 +86,13 @@ def read_messages(
                 message = load(payload)
             except Exception:  # serpyco's errors quote the offending value; report none of it
                 raise UnreadableLine(NOT_A_MESSAGE) from None
-            if message.record is None if message.type == record else not _is_complete(message):
-                raise UnreadableLine(NOT_A_MESSAGE)
+            if message.type == record:
+                if message.record is None:
+                    raise UnreadableLine(NOT_A_MESSAGE)
+            elif message.type == Type.STATE:  # its type escaped (`"\u0053TATE"`)
+                message = _read_state(line)
+                if message is None:
+                    raise UnreadableLine(NOT_A_MESSAGE)
         except UnreadableLine as unreadable:
             _skip(line_number, line, unreadable.reason, stats, logger)
             continue
@@ -99,7 +104,8 @@ BLANK_LINE = object()
 
 
 _STATE_TYPE = b'"STATE"'
-"""Every STATE line holds this; a line without it is never read as a state."""
+"""A STATE line holds this, unless its type is written with escapes; such a line is found a
+state only after the record path has parsed it."""
 
 
 def _read_state(line: bytes) -> StateMessage | None:
@@ -171,13 +177,6 @@ def _replace_lone_surrogates(value: Any) -> tuple[Any, bool]:
         elif type(child) is list:
             pending.extend((child, i) for i in range(len(child)))
     return root[0], replaced
-
-
-def _is_complete(message: AirbyteMessage) -> bool:
-    """The parts the writer relies on are there (the models check the types of what is); the
-    CDK's models accept `{"type": "STATE"}`. RECORDs are checked inline in `read_messages`; a
-    STATE that reaches the models was not valid JSON for `_read_state`, so it is no state."""
-    return message.type != Type.STATE
 
 
 def _skip(

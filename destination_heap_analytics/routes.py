@@ -40,7 +40,7 @@ from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.stats import RouteStats
 from destination_heap_analytics.streams import StreamMatcher
 from destination_heap_analytics.sync_clock import Clock
-from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer, stream_key
+from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer
 
 
 class Ignored(Enum):
@@ -65,18 +65,21 @@ class Route:
         self.column_report = column_report
         self._transform = transformer.transform
         self._load = loader.process_record
-        self._stream_key = stream_key(*stats.stream)
         self.sampling_columns = True
 
-    def process_record(self, data: dict, row: int) -> str | None:
-        """Runs once per record. Returns the reason when the record is invalid (counted)."""
+    def process_record(self, data: dict, row: int, key_of_stream: bytes) -> str | None:
+        """Runs once per record. Returns the reason when the record is invalid (counted).
+
+        `key_of_stream` is the stream part of the idempotency key: the record's own
+        (namespace, name), `transformer.stream_key`, which may differ from the route's catalog
+        stream when the catalog matched it by name; keys stay those of 0.3.0."""
         stats = self.stats
         stats.records += 1
         if self.sampling_columns:
             self.column_report.observe(data)
             self.sampling_columns = self.column_report.sampling
         try:
-            item = self._transform(data, self._stream_key)
+            item = self._transform(data, key_of_stream)
         except InvalidRecord as invalid:
             stats.invalid[invalid.reason] += 1
             return invalid.reason

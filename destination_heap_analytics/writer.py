@@ -24,6 +24,7 @@ from destination_heap_analytics.state_message import EmittedState, StateKind, St
 from destination_heap_analytics.stats import InputStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock, SyncClock
 from destination_heap_analytics.sync_log import SyncLog
+from destination_heap_analytics.transformer import stream_key
 
 RECORD = Type.RECORD
 STATE = Type.STATE
@@ -36,12 +37,16 @@ Output = AirbyteMessage | EmittedState
 
 class _Stream:
     """What the writer knows of one (namespace, name) seen in the input: its catalog stream
-    (`key`, or the name itself when the catalog has none), its route or why it has none, and the
-    tally of its current state chunk."""
+    (`key`, or the name itself when the catalog has none), its route or why it has none, the
+    tally of its current state chunk, and the stream part of its records' idempotency keys
+    (always the input's own namespace and name)."""
 
-    __slots__ = ("key", "route", "ignored", "tally")
+    __slots__ = ("key", "route", "ignored", "tally", "stream_key")
 
-    def __init__(self, key: StreamId, route: Route | Ignored, tally: ChunkTally) -> None:
+    def __init__(
+        self, stream: StreamId, key: StreamId, route: Route | Ignored, tally: ChunkTally
+    ) -> None:
+        self.stream_key = stream_key(*stream)
         self.key = key
         self.route = route if route.__class__ is Route else None
         self.ignored = route if route.__class__ is Ignored else None
@@ -153,7 +158,7 @@ class HeapWriter:
             if route is None:
                 self._count_ignored(known)
             else:
-                invalid = route.process_record(record.data, row)
+                invalid = route.process_record(record.data, row, known.stream_key)
                 if invalid is not None:
                     known.tally.invalid += 1
                     self._log.invalid_row(row, invalid)
@@ -231,7 +236,7 @@ class HeapWriter:
             tally = self._tallies[key] = ChunkTally()
         if route.__class__ is Route:
             route.loader.tally = tally
-        known = self._known[stream] = _Stream(key, route, tally)
+        known = self._known[stream] = _Stream(stream, key, route, tally)
         return known
 
     def _close_chunk(self, key: StreamId) -> ChunkTally:

@@ -38,7 +38,7 @@ class CliRun:
 
     @property
     def messages(self) -> list[dict]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in self.stdout.split("\n") if line.startswith("{")]
 
     def of_type(self, kind: str) -> list[dict]:
         return [m for m in self.messages if m["type"] == kind]

@@ -1504,6 +1504,16 @@ class HeapSandbox:
         with self._changed:
             return self._changed.wait_for(lambda: self._script.hanging >= count, timeout)
 
+    def wait_for_items(self, api_type: str, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` items of ``api_type`` were accepted (True), or
+        ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while len(self.accepted(api_type)) < count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def _hang(self) -> None:
         """Hold this request until released (by release(), reset() or stop())."""
         with self._lock:

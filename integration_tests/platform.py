@@ -109,8 +109,8 @@ class Platform:
         else:
             count = self._since_state.pop(scope, 0)
         if "sourceStats" not in state or "recordCount" not in state.get("sourceStats", {}):
-            line = _insert_member(line, "state", '"sourceStats":{"recordCount":%s}' % float(count))
-            state = exact(line)["state"]
+            stats = json.dumps({"recordCount": float(count)})
+            line = _insert_member(line, "state", f'"sourceStats":{stats}')
         line = _insert_member(line, "state", f'"id":{state_id}')
         message = without_destination_stats(exact(line))
         self.sent[state_id] = SentState(
@@ -125,7 +125,7 @@ class Platform:
         verdict = Verdict()
         last_by_scope: dict[StreamKey, int] = {}
         last_global = 0
-        for line in destination_stdout.splitlines():
+        for line in destination_stdout.split("\n"):
             if not line.startswith("{") or _top_level_type(line) != "STATE":
                 continue
             message = exact(line)
@@ -207,7 +207,7 @@ def _top_level_type(line: str) -> str | None:
 def _insert_member(line: str, container: str, member: str) -> str:
     """`member` added as the first member of the top-level object's `container` object; the
     platform's serialiser puts `id` elsewhere, which no reader may depend on."""
-    found = re.search(r'"%s"\s*:\s*\{' % container, line)
+    found = re.search(re.escape(json.dumps(container)) + r"\s*:\s*\{", line)
     assert found is not None, f"no {container} object"
     at = found.end()
     rest = line[at:].lstrip()

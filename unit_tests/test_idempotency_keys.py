@@ -95,10 +95,5 @@ def test_keys_are_those_of_release_0_3_0(fixture):
     assert_keys_of_release(fixture, fixture.exact_lines())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="main keys a record admitted by name with its catalog stream's namespace, 0.3.0 "
-    "with the record's own: every such record gets a new key (commit 2ac1706)",
-)
 def test_keys_of_records_under_a_rewritten_namespace_are_those_of_release_0_3_0(fixture):
     assert_keys_of_release(fixture, fixture.renamespaced_lines())

@@ -313,3 +313,13 @@ def test_no_byte_sequence_ends_the_sync(line):
     messages, stats = read([line, RECORD.encode()], logging.getLogger("test"))
     assert messages[-1].type == Type.RECORD
     assert len(messages) + stats.unparseable_lines in (1, 2)
+
+
+def test_a_state_whose_type_is_written_with_escapes_is_still_a_state(logger):
+    line = (
+        '{"type":"\\u0053TATE","state":{"type":"STREAM",'
+        '"stream":{"stream_descriptor":{"name":"s"}}},"id":3}'
+    )
+    (message,), stats = read([line], logger)
+    assert message.__class__ is StateMessage and message.text == line
+    assert message.stream == (None, "s") and stats.unparseable_lines == 0
