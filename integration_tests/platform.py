@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -35,10 +36,25 @@ EVERY_STREAM = ("*", "*")
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
+DEEP_ENOUGH = 20_000
+"""Python's recursion limit while the harness reads a state: the tests nest blobs deeper than
+the default limit lets `json` read. Raised only for the read, so nothing else in the test
+process (the connector's own reader, tested in-process) sees another limit."""
+
+
 def exact(text: str) -> object:
     """A JSON text read so that equal texts mean equal values and different numbers stay
     different: floats as Decimal (1.5 and 1.50 are one value, 1e400 is no infinity)."""
-    return json.loads(text, parse_float=Decimal)
+    return _deep(lambda: json.loads(text, parse_float=Decimal))
+
+
+def _deep(read):
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, DEEP_ENOUGH))
+    try:
+        return read()
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 @dataclass
@@ -217,8 +233,10 @@ def _insert_member(line: str, container: str, member: str) -> str:
 
 def _raw_member(line: str, key: str) -> str | None:
     """The text of `state.<key>` as the destination wrote it (so 2.0 is not taken for 2)."""
-    message = json.loads(
-        line, parse_float=lambda text: ("float", text), parse_int=lambda text: ("int", text)
+    message = _deep(
+        lambda: json.loads(
+            line, parse_float=lambda text: ("float", text), parse_int=lambda text: ("int", text)
+        )
     )
     value = message.get("state", {}).get(key)
     if value is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,6 @@ from integration_tests.platform import Platform
 
 SOURCE_FAKER = ROOT / ".venv" / "source-faker" / "bin" / "source-faker"
 """Installed by `make test` in a virtualenv of its own: it needs airbyte-cdk 6."""
-
-sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))  # the harness reads deep states
 
 
 def catalog(tmp_path: Path, *streams: tuple[str | None, str], name: str = "catalog.json") -> Path:
