@@ -97,6 +97,11 @@ class ObjectStorageError(Exception):
         )
         self.field = f"{OBJECT_STORAGE_FIELD}.{fields[0]}" if fields else OBJECT_STORAGE_FIELD
         self.problem = problem
+        self._details = (action, problem, fields)
+
+    def again(self) -> ObjectStorageError:
+        """The same error as a new exception, to raise in another thread or a later call."""
+        return ObjectStorageError(*self._details)
 
 
 class StorageTransientError(HeapTransientError):
@@ -545,6 +550,8 @@ class RejectedRecords:
         """Records in complete objects in the bucket."""
         self.objects = 0
         """Objects written."""
+        self.peak_held_bytes = 0
+        """The most bytes of lines held in memory at once (open parts and uploads under way)."""
 
     def prefix(self) -> str:
         """Where this sync's rejected records go, `s3://bucket/bucket_path/sync_id/`, for the
@@ -559,8 +566,9 @@ class RejectedRecords:
         record: Any,
         reason: Mapping[str, Any],
     ) -> None:
-        """Buffer one rejected record; uploads a part when it or the buffer is full (in the
-        calling thread, which waits while the buffer is full of other threads' uploads).
+        """Buffer one rejected record. When the stream's part cannot take the line, or the
+        buffer is full, a part is uploaded in the calling thread; while the buffer is full of
+        other threads' uploads, the call waits for them.
 
         `record` is the record's data or, for a record Heap refused, the item as it was sent;
         `reason` a small JSON object such as `{"kind": "invalid", "rule": ..., "column": ...}`
@@ -573,13 +581,16 @@ class RejectedRecords:
                 self._changed.wait()
             self._raise_if_failed()
             name = (namespace, stream)
+            full = self._full_part(name, len(line))
             part = self._open.get(name) or self._open_part(name)
             part.lines.append(line)
             part.size += len(line)
             part.count += 1
             self._held_bytes += len(line)
+            self.peak_held_bytes = max(self.peak_held_bytes, self._held_bytes)
             self.added += 1
-            full = self._part_to_upload(name, part)
+            if full is None and self._held_bytes > self._limits.buffer_bytes:
+                full = self._seal(max(self._open, key=lambda stream: self._open[stream].size))
         if full is not None:
             self._upload(full)
 
@@ -616,14 +627,13 @@ class RejectedRecords:
         )
         return part
 
-    def _part_to_upload(self, name: tuple[str | None, str], part: _Part) -> _Part | None:
-        """The part this add must upload: its own when full, else the largest open one when the
-        buffer is over its limit; None when neither."""
-        if part.size >= self._limits.part_bytes:
-            return self._seal(name)
-        if self._held_bytes > self._limits.buffer_bytes:
-            return self._seal(max(self._open, key=lambda stream: self._open[stream].size))
-        return None
+    def _full_part(self, name: tuple[str | None, str], line_bytes: int) -> _Part | None:
+        """The stream's open part, sealed, when the next line would take it past the part size
+        (a line longer than a whole part gets a part of its own); else None."""
+        part = self._open.get(name)
+        if part is None or part.size == 0 or part.size + line_bytes <= self._limits.part_bytes:
+            return None
+        return self._seal(name)
 
     def _seal(self, stream: tuple[str | None, str]) -> _Part:
         part = self._open.pop(stream)
@@ -679,7 +689,7 @@ class RejectedRecords:
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
-            raise self._failure
+            raise self._failure.again()
 
 
 def _content_md5(body: bytes) -> str:
@@ -696,7 +706,8 @@ def check_object_storage(
     client: Any = None,
 ) -> str | None:
     """`check` for the bucket, as Airbyte's connectors do it: write, list and delete a small test
-    object under the prefix path, and, when a region is set, confirm the bucket is in it.
+    object under the prefix path; then, when a region is set, confirm the bucket is in it (last,
+    as HeadBucket's answers have no body to tell a denial from unknown credentials).
 
     None when every step worked, else a message naming `object_storage_config`, the step and
     the field to check (no value).
@@ -712,8 +723,6 @@ def check_object_storage(
         return _with_retries(action, operation, policy, clock)
 
     try:
-        if storage.region is not None:
-            step("find the region of", lambda: _confirm_region(client, bucket, storage.region))
         step(
             "write a test object to",
             lambda: client.put_object(Bucket=bucket, Key=key, Body=CHECK_BODY),
@@ -726,6 +735,8 @@ def check_object_storage(
                 "list the test object in", "the object just written is not listed", ()
             )
         step("delete the test object from", lambda: client.delete_object(Bucket=bucket, Key=key))
+        if storage.region is not None:
+            step("find the region of", lambda: _confirm_region(client, bucket, storage.region))
     except ObjectStorageError as error:
         return str(error)
     finally:
