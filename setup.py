@@ -28,7 +28,7 @@ TEST_REQUIREMENTS = [
     "requests-mock>=1.12,<2",
     "hypothesis>=6.100,<7",
     "uv>=0.8,<1",  # integration_tests/test_package.py installs the built wheel with it
-    "moto[server]>=5.1,<6",  # a real S3-protocol server on 127.0.0.1 (integration_tests/s3_server.py)
+    "moto[server]>=5.1,<6",  # the S3 server of integration_tests/s3_server.py
 ]
 
 DEV_REQUIREMENTS = ["ruff==0.17.6"]

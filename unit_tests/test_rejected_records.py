@@ -150,7 +150,7 @@ def test_exact_json_writes_any_depth():
 
 
 def test_exact_json_writes_non_string_keys_as_the_standard_library_does():
-    value = {1: "a", None: "b", True: "c", 2.5: "d"}
+    value = {1: "a", None: "b", False: "c", 2.5: "d"}
     assert json.loads(exact_json(value)) == json.loads(json.dumps(value))
 
 
