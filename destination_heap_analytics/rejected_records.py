@@ -218,7 +218,9 @@ def storage_failure(error: Exception) -> StorageTransientError | _StoragePermane
     return None
 
 
-def _answer_failure(error: botocore.exceptions.ClientError) -> Any:
+def _answer_failure(
+    error: botocore.exceptions.ClientError,
+) -> StorageTransientError | _StoragePermanentError:
     response = error.response
     code = str(response.get("Error", {}).get("Code", ""))
     metadata = response.get("ResponseMetadata", {})

@@ -118,6 +118,8 @@ class S3FaultProxy:
         self._lock = threading.Lock()
         self._faults: list[tuple[str, int, str, str]] = []
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []
+        """The headers of each request in `requests`, lower-case names."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -142,9 +144,12 @@ class S3FaultProxy:
         with self._lock:
             self._faults.extend([("drop", 0, "", "")] * count)
 
-    def _next_fault(self, method: str, path: str) -> tuple[str, int, str, str] | None:
+    def _next_fault(
+        self, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[str, int, str, str] | None:
         with self._lock:
             self.requests.append((method, path))
+            self.headers.append(headers)
             return self._faults.pop(0) if self._faults else None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -159,7 +164,8 @@ class S3FaultProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fault = proxy._next_fault(self.command, self.path)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                fault = proxy._next_fault(self.command, self.path, headers)
                 if fault is None:
                     self._forward(body)
                 elif fault[0] == "drop":

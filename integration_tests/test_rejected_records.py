@@ -23,6 +23,7 @@ from destination_heap_analytics.rejected_records import (
 )
 from destination_heap_analytics.retry import Cancelled, RetryPolicy
 from integration_tests.s3_server import ANY_KEY, REGION, S3FaultProxy, S3Server
+from unit_tests import builders
 from unit_tests.fakes import FakeClock
 
 STARTED = datetime(2026, 11, 27, 9, 30, 0, 123456, tzinfo=UTC)
@@ -226,18 +227,7 @@ def test_adds_from_many_threads_are_each_stored_exactly_once(s3_server, s3_bucke
 
 # --- Hostile contents and names --------------------------------------------------------------
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**200), max_value=2**200)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(st.characters(codec="utf-8"))
-    | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),  # a lone surrogate
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
-    max_leaves=20,
-)
+json_values = builders.json_values(max_leaves=20)
 
 
 @settings(
@@ -293,6 +283,22 @@ def test_records_orjson_cannot_write_read_back_exactly(s3_server, s3_bucket):
     store.add("ns", "users", 1, record, INVALID)
     store.flush()
     assert [line["data"] for line in all_lines(s3_server, s3_bucket)] == [record]
+
+
+def test_a_role_arn_is_assumed_and_its_temporary_credentials_sign_the_writes(s3_server, s3_bucket):
+    with S3FaultProxy(s3_server.url) as proxy:
+        role = "arn:aws:iam::123456789012:role/rejected-records"
+        store = store_for(storage_for(proxy, s3_bucket, role_arn=role))
+        store.add("ns", "users", 1, {"v": 1}, INVALID)
+        store.flush()
+
+    (assume,) = [i for i, (method, _) in enumerate(proxy.requests) if method == "POST"]
+    (put,) = [i for i, (method, _) in enumerate(proxy.requests) if method == "PUT"]
+    assert assume < put
+    assert f"Credential={ANY_KEY['aws_access_key_id']}/" in proxy.headers[assume]["authorization"]
+    assert f"Credential={ANY_KEY['aws_access_key_id']}/" not in proxy.headers[put]["authorization"]
+    assert "x-amz-security-token" in proxy.headers[put]
+    assert len(s3_server.keys_in(s3_bucket)) == 1
 
 
 # --- Failures ----------------------------------------------------------------------------------

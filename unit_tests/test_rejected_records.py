@@ -29,6 +29,7 @@ from destination_heap_analytics.rejected_records import (
     run_folder,
     storage_failure,
 )
+from unit_tests import builders
 
 S3_MAX_KEY_BYTES = 1024
 names = st.text(max_size=300) | st.sampled_from(["", ".", "..", "a/b", "%2F", "~empty", "~x"])
@@ -109,18 +110,7 @@ def test_the_sync_folder_is_the_sync_id_else_a_run_id_of_the_start():
 
 # --- Lines ---------------------------------------------------------------------------------------
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**300), max_value=2**300)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(st.characters(codec="utf-8"))
-    | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
-    max_leaves=30,
-)
+json_values = builders.json_values(max_leaves=30)
 
 
 @settings(max_examples=400)
