@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -159,6 +160,25 @@ def test_a_full_buffer_uploads_before_any_flush(s3_server, s3_bucket):
     assert store.peak_held_bytes <= limits.buffer_bytes + 200
     store.flush()
     assert sorted(line["row"] for line in all_lines(s3_server, s3_bucket)) == list(range(40))
+
+
+def test_the_memory_held_stays_within_the_buffer_limit(s3_server, s3_bucket):
+    """Measured by the allocator, not by the store's own count: what the lines really occupy
+    (orjson's output for a short line takes 4 KiB until freed)."""
+    limits = BufferLimits(part_bytes=256 * 1024, buffer_bytes=1024 * 1024)
+    store = store_for(storage_for(s3_server, s3_bucket), limits=limits)
+    record = {"email": "someone@example.com", "note": "n" * 150}
+    tracemalloc.start()
+    try:
+        for row in range(20_000):  # about 5 MiB of lines, five times the buffer
+            store.add("ns", f"stream{row % 5}", row, record, INVALID)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    store.flush()
+
+    assert store.stored == 20_000 and store.objects >= 20
+    assert peak < 3 * limits.buffer_bytes  # the buffer, a part's copy, botocore's request
 
 
 def test_gzip_objects_end_in_jsonl_gz_and_hold_the_same_lines(s3_server, s3_bucket):
