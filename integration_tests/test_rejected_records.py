@@ -24,8 +24,8 @@ from destination_heap_analytics.rejected_records import (
 )
 from destination_heap_analytics.retry import Cancelled, RetryPolicy
 from integration_tests.s3_server import ANY_KEY, REGION, S3FaultProxy, S3Server
-from unit_tests import builders
 from unit_tests.fakes import FakeClock
+from unit_tests.strategies import json_values as any_json
 
 STARTED = datetime(2026, 11, 27, 9, 30, 0, 123456, tzinfo=UTC)
 FILE_STEM = "2026-11-27_2026-11-27T09:30:00.123Z"
@@ -247,7 +247,7 @@ def test_adds_from_many_threads_are_each_stored_exactly_once(s3_server, s3_bucke
 
 # --- Hostile contents and names --------------------------------------------------------------
 
-json_values = builders.json_values(max_leaves=20)
+json_values = any_json(max_leaves=20)
 
 
 @settings(

@@ -29,7 +29,7 @@ from destination_heap_analytics.rejected_records import (
     run_folder,
     storage_failure,
 )
-from unit_tests import builders
+from unit_tests.strategies import json_values as any_json
 
 S3_MAX_KEY_BYTES = 1024
 names = st.text(max_size=300) | st.sampled_from(["", ".", "..", "a/b", "%2F", "~empty", "~x"])
@@ -110,7 +110,7 @@ def test_the_sync_folder_is_the_sync_id_else_a_run_id_of_the_start():
 
 # --- Lines ---------------------------------------------------------------------------------------
 
-json_values = builders.json_values(max_leaves=30)
+json_values = any_json(max_leaves=30)
 
 
 @settings(max_examples=400)
