@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -149,6 +149,38 @@ class Pacing:
         return self.per_app is not None or self.per_identity is not None
 
 
+OBJECT_STORAGE_FIELD = "object_storage_config"
+"""The top-level field Airbyte's platform reads for rejected-records storage (its exact name)."""
+
+MAX_BUCKET_PATH_BYTES = 500
+"""S3 keys hold at most 1,024 UTF-8 bytes; the rest of a key (sync id, namespace, stream, file
+name) takes at most about 510 (rejected_records.py caps each part), so the prefix keeps 500."""
+
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+"""What botocore accepts as a bucket name (its client-side check); AWS's own rules are stricter,
+S3-compatible stores' looser, so the store itself judges the rest."""
+
+
+@dataclass(frozen=True)
+class S3Storage:
+    """`object_storage_config` with `storage_type: S3`: where rejected records are written.
+
+    The credentials are left out of `repr`, so a logged or printed config never shows them.
+    """
+
+    bucket_name: str
+    bucket_path: str
+    """The prefix without leading or trailing slashes; empty for the bucket's root."""
+    region: str | None = None
+    """None: botocore's own resolution (AWS_REGION, the AWS config), else us-east-1."""
+    endpoint: str | None = None
+    """An S3-compatible store's URL; None for AWS S3."""
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    role_arn: str | None = None
+    gzip: bool = False
+
+
 @dataclass(frozen=True)
 class HeapConfig:
     app_id: str
@@ -164,6 +196,8 @@ class HeapConfig:
     pacing_time_scale: float = 1.0
     dry_run: bool = False
     """Transform and count everything, send nothing, emit no state."""
+    object_storage: S3Storage | None = None
+    """Where rejected records go (`object_storage_config`); None when not configured."""
 
     def pacing_for(self, api_type: ApiType) -> Pacing:
         return self.pacing_by_api[api_type]
@@ -210,6 +244,7 @@ def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
         max_retry_seconds=int(config["max_retry_seconds"]),
         pacing_time_scale=scale,
         dry_run=bool(config["dry_run"]),
+        object_storage=parse_object_storage(config.get(OBJECT_STORAGE_FIELD)),
     )
 
 
@@ -263,6 +298,97 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
+    """`object_storage_config`, already judged against spec.json (types, the S3 option's required
+    fields, the region list); what follows are the rules the schema cannot state."""
+    if raw is None or raw["storage_type"] == "None":
+        return None
+    access_key_id = _optional_text(raw, "access_key_id")
+    secret_access_key = _optional_text(raw, "secret_access_key")
+    if (access_key_id is None) != (secret_access_key is None):
+        raise ConfigError(
+            _storage_field("access_key_id"),
+            "go together: set both, or neither to use a role or the environment's credentials",
+            _storage_field("secret_access_key"),
+        )
+    return S3Storage(
+        bucket_name=_parse_bucket_name(raw["s3_bucket_name"]),
+        bucket_path=_parse_bucket_path(raw["bucket_path"]),
+        region=raw["s3_bucket_region"] or None,
+        endpoint=_parse_s3_endpoint(raw.get("s3_endpoint", "")),
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        role_arn=_parse_role_arn(raw.get("role_arn", "")),
+        gzip=raw["compression"]["compression_type"] == "GZIP",
+    )
+
+
+def _storage_field(name: str) -> str:
+    return f"{OBJECT_STORAGE_FIELD}.{name}"
+
+
+def _optional_text(raw: Mapping[str, Any], name: str) -> str | None:
+    return raw.get(name, "").strip() or None
+
+
+def _parse_bucket_name(value: str) -> str:
+    name = value.strip()
+    if not name:
+        raise ConfigError(_storage_field("s3_bucket_name"), "is empty: name your S3 bucket")
+    if _BUCKET_NAME.fullmatch(name) is None:
+        raise ConfigError(
+            _storage_field("s3_bucket_name"),
+            "must be a bucket name: letters, digits, dots, hyphens and underscores, "
+            "without a path or s3:// (put a path in bucket_path)",
+        )
+    return name
+
+
+def _parse_bucket_path(value: str) -> str:
+    """Slashes at either end and empty parts are dropped (`/a//b/` is `a/b`); `.` and `..` parts
+    are refused, since tools that copy a bucket to disk would resolve them."""
+    parts = [part for part in value.strip().split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise ConfigError(_storage_field("bucket_path"), "must not have '.' or '..' parts")
+    path = "/".join(parts)
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_BUCKET_PATH_BYTES:
+        raise ConfigError(
+            _storage_field("bucket_path"),
+            f"is longer than {MAX_BUCKET_PATH_BYTES} bytes; S3 keys hold at most 1024",
+        )
+    return path
+
+
+def _parse_s3_endpoint(value: str) -> str | None:
+    """http is allowed, as Airbyte's connectors allow it for stores on a private network
+    (MinIO): signatures keep the secret key off the wire, but the records travel in clear."""
+    if not value.strip():
+        return None
+    url = value.strip().rstrip("/")
+    parts = _split_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            _storage_field("s3_endpoint"),
+            "must be a full URL such as https://s3.example.com or http://localhost:9000, "
+            "or empty for AWS S3",
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(_storage_field("s3_endpoint"), "must not contain a query or fragment")
+    return url
+
+
+def _parse_role_arn(value: str) -> str | None:
+    arn = value.strip()
+    if not arn:
+        return None
+    if not arn.startswith("arn:") or ":role/" not in arn:
+        raise ConfigError(
+            _storage_field("role_arn"),
+            "must be an IAM role ARN such as arn:aws:iam::123456789012:role/name",
+        )
+    return arn
 
 
 SINGLE_COLUMN_FIELDS = frozenset(field.name for field in fields(ColumnMapping)) - {

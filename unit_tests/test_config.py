@@ -12,14 +12,16 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 
 from destination_heap_analytics.config import (
+    MAX_BUCKET_PATH_BYTES,
     ApiType,
     ConfigError,
     RateLimit,
+    S3Storage,
     endpoint_url,
     parse_config,
 )
@@ -737,3 +739,184 @@ def test_a_property_name_longer_than_heaps_limit_is_an_error_however_it_is_writt
 def test_a_long_path_renamed_with_as_is_allowed():
     long_path = ".".join(["segment"] * 200)
     assert property_columns_of(f"{long_path} as short") == [(long_path, "short", False)]
+
+
+# -- object_storage_config: where rejected records go ---------------------------------------------
+
+S3 = {
+    "storage_type": "S3",
+    "s3_bucket_name": "my-rejects",
+    "s3_bucket_region": "eu-west-1",
+    "bucket_path": "airbyte/heap/",
+    "access_key_id": "AKIAEXAMPLE",
+    "secret_access_key": "secret/EXAMPLE",
+}
+
+
+def storage(**fields) -> dict:
+    return config(object_storage_config={**S3, **fields})
+
+
+def test_no_object_storage_config_or_storage_type_none_means_no_bucket():
+    assert parse_config(config()).object_storage is None
+    assert (
+        parse_config(config(object_storage_config={"storage_type": "None"})).object_storage is None
+    )
+
+
+def test_an_s3_object_storage_config_parses_with_the_specs_defaults():
+    parsed = parse_config(storage()).object_storage
+    assert parsed == S3Storage(
+        bucket_name="my-rejects",
+        bucket_path="airbyte/heap",
+        region="eu-west-1",
+        endpoint=None,
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="secret/EXAMPLE",
+        role_arn=None,
+        gzip=False,
+    )
+    assert "AKIAEXAMPLE" not in repr(parsed) and "secret/EXAMPLE" not in repr(parsed)
+
+
+def test_the_optional_s3_settings_are_read():
+    parsed = parse_config(
+        storage(
+            s3_bucket_region="",
+            bucket_path="//",
+            s3_endpoint=" http://127.0.0.1:9000/ ",
+            role_arn="arn:aws:iam::123456789012:role/rejects",
+            compression={"compression_type": "GZIP"},
+            format={"format_type": "JSONL"},
+        )
+    ).object_storage
+    assert parsed.region is None and parsed.bucket_path == ""
+    assert parsed.endpoint == "http://127.0.0.1:9000"
+    assert parsed.role_arn == "arn:aws:iam::123456789012:role/rejects"
+    assert parsed.gzip is True
+
+
+def test_without_keys_the_environment_or_a_role_provides_the_credentials():
+    raw = storage()
+    del raw["object_storage_config"]["access_key_id"]
+    del raw["object_storage_config"]["secret_access_key"]
+    parsed = parse_config(raw).object_storage
+    assert parsed.access_key_id is None and parsed.secret_access_key is None
+
+
+LONG_PATH = "p" * (MAX_BUCKET_PATH_BYTES + 1)
+
+
+@pytest.mark.parametrize(
+    "raw, fields, problem",
+    [
+        (storage(s3_bucket_name=" "), ("s3_bucket_name",), "is empty"),
+        (storage(s3_bucket_name="s3://Zq9/x"), ("s3_bucket_name",), "must be a bucket name"),
+        (
+            config(
+                object_storage_config={
+                    "storage_type": "S3",
+                    "bucket_path": "",
+                    "s3_bucket_region": "",
+                }
+            ),
+            ("s3_bucket_name",),
+            "is required when storage_type is S3",
+        ),
+        (storage(s3_bucket_region="Zq9-1"), ("s3_bucket_region",), 'must be one of "" (empty), '),
+        (storage(bucket_path="a/../Zq9"), ("bucket_path",), "must not have '.' or '..' parts"),
+        (storage(bucket_path=LONG_PATH), ("bucket_path",), "longer than 500 bytes"),
+        (storage(s3_endpoint="ftp://Zq9"), ("s3_endpoint",), "must be a full URL"),
+        (storage(s3_endpoint="https://Zq9.example/?a=1"), ("s3_endpoint",), "query or fragment"),
+        (
+            storage(access_key_id="  "),
+            ("access_key_id", "secret_access_key"),
+            "go together: set both, or neither",
+        ),
+        (storage(role_arn="Zq9"), ("role_arn",), "must be an IAM role ARN"),
+        (storage(format={"format_type": "CSV"}), ("format.format_type",), "must be one of JSONL"),
+        (
+            storage(compression={"compression_type": "Zq9"}),
+            ("compression.compression_type",),
+            "must be one of No Compression, GZIP",
+        ),
+        (
+            config(object_storage_config={"storage_type": "Zq9"}),
+            ("storage_type",),
+            "must be one of None, S3",
+        ),
+        (config(object_storage_config="Zq9"), (), "must be an object, not a string"),
+        (storage(secret_access_key=55555555), ("secret_access_key",), "must be a string"),
+    ],
+)
+def test_every_object_storage_error_names_its_field_and_never_a_value(raw, fields, problem):
+    error = error_of(raw)
+    assert (
+        error.fields == tuple(f"object_storage_config.{name}" for name in fields)
+        or fields == ()
+        and error.fields == ("object_storage_config",)
+    )
+    assert problem in str(error)
+    assert "Zq9" not in str(error) and "55555555" not in str(error)
+    assert "AKIAEXAMPLE" not in str(error) and "secret/EXAMPLE" not in str(error)
+
+
+S3_FIELDS = sorted(set(SPEC["properties"]["object_storage_config"]["oneOf"][1]["properties"]))
+storage_values = (
+    st.just(ABSENT)
+    | marked_text
+    | st.sampled_from(["", " ", "/", "a/../b", "my-rejects", "S3", "None", "us-east-1"])
+    | st.sampled_from(CLEAN_URLS)
+    | st.sampled_from([{"format_type": "JSONL"}, {"compression_type": "GZIP"}, {}])
+    | scalars
+)
+
+
+def storage_semantic_error(raw: dict) -> str | None:
+    """The field the parser's own rules refuse in an S3 option that the spec accepts."""
+    name = raw["s3_bucket_name"].strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", name):
+        return "s3_bucket_name"
+    parts = [part for part in raw["bucket_path"].strip().split("/") if part]
+    if any(part in (".", "..") for part in parts) or len("/".join(parts).encode()) > 500:
+        return "bucket_path"
+    endpoint = raw.get("s3_endpoint", "").strip()
+    if endpoint and endpoint not in CLEAN_URLS and endpoint.rstrip("/") not in CLEAN_URLS:
+        return "s3_endpoint"
+    has_id = bool(raw.get("access_key_id", "").strip())
+    if has_id != bool(raw.get("secret_access_key", "").strip()):
+        return "access_key_id"
+    arn = raw.get("role_arn", "").strip()
+    if arn and not (arn.startswith("arn:") and ":role/" in arn):
+        return "role_arn"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(S3_FIELDS), storage_values, max_size=4))
+def test_the_parser_and_the_spec_agree_on_object_storage_config(changes):
+    section = dict(S3)
+    for name, value in changes.items():
+        if value is ABSENT:
+            section.pop(name, None)
+        else:
+            section[name] = value
+    raw = config(object_storage_config=section)
+    try:
+        parsed, error = parse_config(raw), None
+    except ConfigError as raised:
+        parsed, error = None, raised
+    if not SPEC_VALIDATOR.is_valid(raw):
+        assert error is not None and error.field.startswith("object_storage_config")
+    elif section["storage_type"] == "None":
+        assert error is None and parsed.object_storage is None
+    else:
+        expected = storage_semantic_error(section)
+        if expected is None:
+            assert error is None, str(error)
+            assert parsed.object_storage.bucket_name == section["s3_bucket_name"].strip()
+        else:
+            assert error is not None and error.field == f"object_storage_config.{expected}"
+    event("rejected" if error is not None else "accepted")
+    if error is not None:
+        assert MARK not in str(error), str(error)
