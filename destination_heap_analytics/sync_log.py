@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
+from destination_heap_analytics import heap_limits
 from destination_heap_analytics.delivery import Rejection
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.stats import RouteStats, SyncStats
@@ -121,6 +122,9 @@ class SyncLog:
         return [log_message(Level.INFO, line) for line in lines]
 
 
+TRUNCATED = f"values truncated to {heap_limits.MAX_PROPERTY_LENGTH} characters"
+"""What the summaries call the strings cut to Heap's limit on a property value."""
+
 DRY_RUN_PROMISE = (
     "records are read, checked and transformed as in a real sync, but nothing is sent to Heap "
     "and no state is emitted, so the next real sync starts from the same place"
@@ -137,7 +141,7 @@ def dry_run_stream_line(route: RouteStats) -> str:
     line = (
         f"Dry run, stream '{route.name}' ({route.api_type.value}): {route.records} records, "
         f"would load {delivery.planned_items} items in {delivery.planned_requests} requests; "
-        f"invalid {with_reasons(route.invalid)}; values truncated to 1023 characters: "
+        f"invalid {with_reasons(route.invalid)}; {TRUNCATED}: "
         f"{transform.truncated_values}; properties dropped: "
         f"{with_reasons(Counter(transform.dropped_properties))}."
     )
@@ -165,7 +169,7 @@ def summary_line(stats: SyncStats, paced_seconds: float, now: float) -> str:
     parts += [
         f"unparseable input lines skipped: {with_reasons(stats.input.skipped_lines)}",
         f"lone surrogates replaced by U+FFFD: {stats.input.repaired_lines} lines",
-        f"values truncated to 1023 characters: {stats.truncated_values}",
+        f"{TRUNCATED}: {stats.truncated_values}",
         f"properties dropped: {with_reasons(stats.dropped_properties)}",
         f"requests: {stats.requests}",
         f"retries: {with_reasons(stats.retry_reasons)}",

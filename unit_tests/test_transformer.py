@@ -19,19 +19,22 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from destination_heap_analytics.config import ConfigError, parse_config
+from destination_heap_analytics.config import ApiType, ConfigError, parse_config
 from destination_heap_analytics.input_reader import read_messages
 from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.transformer import (
     COLLIDING_NAME,
     EMPTY_NAME,
     ENCLOSED_COLLISION,
+    ITEM_SHAPES,
     MAX_NESTING_DEPTH,
+    NAME_TOO_LONG,
     NUMBER_TOO_LONG,
     TOO_DEEP,
     InvalidRecord,
     RecordTransformer,
     TransformStats,
+    Unset,
     compile_getter,
     normalise_timestamp,
     now_iso8601,
@@ -559,6 +562,24 @@ def test_deep_records_are_invalid_beyond_the_limit_and_never_crash(depth):
             assert invalid_reason(make, data) == TOO_DEEP
 
 
+@pytest.mark.parametrize("extra_levels", [0, 1])
+@pytest.mark.parametrize("exclusion", ["", "tags.0.none"])
+def test_an_object_in_a_list_column_is_held_to_the_depth_limit_as_under_star(
+    extra_levels, exclusion
+):
+    # orjson's own limit counts from the value it writes, so an object in a list column could
+    # reach 2 levels deeper than the limit, and only without an exclusion under the column.
+    element = nested(MAX_NESTING_DEPTH - 2 + extra_levels)  # the record and the list: 2 more
+    data = {"acc": "A", "tags": ["x", element]}
+    api = {"account_id_column": "acc", "exclude_columns": exclusion}
+    for columns in ("tags", "*"):
+        make = transformer("add_account_properties", property_columns=columns, **api)
+        if extra_levels:
+            assert invalid_reason(make, data) == TOO_DEEP
+        else:
+            assert make(data)["account_id"] == "A"
+
+
 def test_star_resolves_name_collisions_the_same_way_in_any_key_order():
     make = transformer("add_account_properties", account_id_column="acc", property_columns="*")
     one = make({"acc": "A", "a.b": "literal", "a": {"b": "nested"}})
@@ -1000,3 +1021,53 @@ def test_no_property_is_ever_overwritten_silently(entries, data):
     assert make.stats.dropped_properties.get(ENCLOSED_COLLISION, 0) == expected_collisions
     reordered = {key: data[key] for key in reversed(list(data))}
     assert make({"acc": "A", **reordered})["properties"] == item["properties"]
+
+
+# -- the item table (ITEM_SHAPES) -----------------------------------------------------------
+CONFIGURED = {
+    "identity_column": "who",
+    "event_column": "what",
+    "timestamp_column": "when",
+    "idempotency_key_column": "key",
+    "account_id_column": "who",
+}
+
+
+@pytest.mark.parametrize("api_type", list(ApiType))
+def test_the_config_requires_exactly_the_columns_the_item_table_cannot_do_without(api_type):
+    shape = ITEM_SHAPES[api_type]
+    settings_of = {field.column: field for field in shape.fields if field.column is not None}
+    for setting, item_field in settings_of.items():
+        api = {"api_type": api_type.value, "property_columns": "*"}
+        api.update({other: CONFIGURED[other] for other in settings_of if other != setting})
+        if item_field.unset is Unset.EVENT_NAME:
+            api["event_name"] = "Constant"
+        config = {"app_id": "1", "base_url": "https://heap.test", "api": api}
+        if item_field.unset is Unset.REQUIRED:
+            with pytest.raises(ConfigError, match=setting):
+                parse_config(config)
+        else:
+            assert getattr(parse_config(config).default_mapping, setting) is None
+
+
+ITEM_COLUMNS = {
+    ApiType.TRACK: {"identity_column": "who", "event_column": "what"},
+    ApiType.ADD_USER_PROPERTIES: {"identity_column": "who"},
+    ApiType.ADD_ACCOUNT_PROPERTIES: {"account_id_column": "who"},
+}
+
+
+@pytest.mark.parametrize("api_type", list(ApiType))
+def test_an_item_has_the_fields_of_its_api_types_shape_in_order(api_type):
+    make = transformer(api_type.value, **ITEM_COLUMNS[api_type])
+    item = make({"who": "u", "what": "e", "plan": "pro"})
+    assert tuple(item) == ITEM_SHAPES[api_type].names
+    assert item["properties"]["plan"] == "pro"
+
+
+def test_a_flattened_name_longer_than_a_property_name_is_dropped_and_counted():
+    make = transformer("add_account_properties", account_id_column="acc", property_columns="*")
+    item = make({"acc": "A", "k" * 1023: 1, "k" * 1024: 2})
+    assert item["properties"] == {"acc": "A", "k" * 1023: 1}
+    assert make.stats.dropped_properties == {NAME_TOO_LONG: 1}
+    assert NAME_TOO_LONG == "property name longer than 1023 characters"
