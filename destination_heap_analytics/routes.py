@@ -1,10 +1,11 @@
 """Where each stream's records go: one route per mapped stream, each with its own batches.
 
 A route is the way of one stream to Heap: its transform (the stream's mapping, compiled once),
-its loader (its own batches: records of two streams never share one), and its delivery with its
-own rejection guard. What Heap limits per app and per API is shared by the routes of one API
-type: the HTTP client for the endpoint, and the pacer (the per-app track limit covers every
-track stream). All routes send through one pool of sending threads.
+its loader (its own batches: records of two streams never share one), and its delivery. What
+Heap limits per app and per API is shared by the routes of one API type: the HTTP client for the
+endpoint, the pacer (the per-app track limit covers every track stream), and the ordering keys
+(last write wins per identity or account, whichever stream the record came from). All routes
+send through one pool of sending threads, and one rejection guard judges the whole sync.
 
 Routes are built at a stream's first record, so a catalog of many streams costs nothing for
 the streams that send none.
@@ -32,7 +33,7 @@ from destination_heap_analytics.config import (
 )
 from destination_heap_analytics.delivery import BatchDelivery
 from destination_heap_analytics.dry_run import DryRunDelivery, PreviewSample, known_property_names
-from destination_heap_analytics.loader import BatchLoader
+from destination_heap_analytics.loader import BatchLoader, OrderingKeys
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import RetryPolicy
@@ -110,14 +111,16 @@ class Route:
 
 @dataclass
 class _Endpoint:
-    """What the routes of one API type share: Heap limits these per app and per API. A dry run
-    has no client (nothing is sent) and a pacer that never waits."""
+    """What the routes of one API type share: Heap limits these per app and per API, and last
+    write wins per identity or account across them (`ordering`, None for events). A dry run has
+    no client (nothing is sent) and a pacer that never waits."""
 
     url: str
     bulk_key: str | None
     client: HeapClient | None
     pacer: Pacer
     batch_size: int
+    ordering: OrderingKeys | None
 
 
 class Routes:
@@ -139,6 +142,8 @@ class Routes:
         self._clock = clock
         self._pool = pool
         self._policy = RetryPolicy(config.max_retry_seconds)
+        self._guard = RejectionGuard()
+        """One for the sync: its evidence is every stream's records (rejection_guard.py)."""
         self._endpoints: dict[ApiType, _Endpoint] = {}
         self._routes: dict[StreamId, Route] = {}
         self.built: list[Route] = []
@@ -206,13 +211,14 @@ class Routes:
                 self._policy,
                 stats.delivery,
                 self._clock,
-                guard=RejectionGuard(),
+                guard=self._guard,
+                ordering_key=ordering_key(mapping.api_type),
             )
         loader = BatchLoader(
             delivery.deliver,
             endpoint.batch_size,
             self._pool,
-            ordering_key=ordering_key(mapping.api_type),
+            ordering=endpoint.ordering,
             settled=delivery.settled,
         )
         return Route(stats, transformer, loader, ColumnReport(mapping.configured_columns()))
@@ -231,7 +237,9 @@ class Routes:
                 )
             pacer = Pacer(NO_PACING if config.dry_run else pacing, self._clock)
             batch_size = effective_batch_size(config.batch_size, pacing.per_app)
-            endpoint = _Endpoint(url, bulk_key, client, pacer, batch_size)
+            key = ordering_key(api_type)
+            ordering = OrderingKeys(key) if key is not None else None
+            endpoint = _Endpoint(url, bulk_key, client, pacer, batch_size, ordering)
             self._endpoints[api_type] = endpoint
         return endpoint
 

@@ -1,4 +1,5 @@
-"""BatchLoader: batching, the pool of senders, the in-order watermark, ordering keys, fatal errors.
+"""BatchLoader: batching, the pool of senders, the in-order watermark, ordering keys (shared by
+the loaders of one API type), fatal errors.
 
 `deliver` is a fake whose batches can be held until the test releases them, so every interleaving
 is set up with events rather than timing.
@@ -12,9 +13,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from destination_heap_analytics.delivery import Batch
-from destination_heap_analytics.loader import BatchLoader
+from destination_heap_analytics.loader import BatchLoader, OrderingKeys
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.sync_clock import SyncClock
 
@@ -120,14 +123,14 @@ def make_loader() -> Iterator[Callable[..., tuple[Loading, FakeDeliver]]]:
         max_concurrent: int = 4,
         hold: set[int] = frozenset(),
         fail: dict[int, Exception] | None = None,
-        ordering_key: Callable[[dict], str] | None = None,
+        ordering: OrderingKeys | None = None,
         clock: SyncClock | None = None,
         settled: Callable[[Batch], bool] = lambda batch: True,
     ) -> tuple[Loading, FakeDeliver]:
         fake = FakeDeliver(hold, fail)
         clock = clock or SyncClock()
         pool = SenderPool(max_concurrent, clock)
-        loader = BatchLoader(fake, batch_size, pool, ordering_key=ordering_key, settled=settled)
+        loader = BatchLoader(fake, batch_size, pool, ordering=ordering, settled=settled)
         made.append((Loading(loader, pool, clock), fake))
         return made[-1]
 
@@ -319,7 +322,7 @@ def by_user(item: dict) -> str:
 
 
 def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
-    loader, fake = make_loader(batch_size=2, ordering_key=by_user, hold={1})
+    loader, fake = make_loader(batch_size=2, ordering=OrderingKeys(by_user), hold={1})
     loader.process_record({"identity": "a"}, 1)
     loader.process_record({"identity": "b"}, 2)
     assert fake.started(1)
@@ -337,7 +340,7 @@ def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
 
 
 def test_batch_with_disjoint_keys_does_not_wait(make_loader):
-    loader, fake = make_loader(batch_size=2, ordering_key=by_user, hold={1, 2})
+    loader, fake = make_loader(batch_size=2, ordering=OrderingKeys(by_user), hold={1, 2})
     loader.process_record({"identity": "a"}, 1)
     loader.process_record({"identity": "b"}, 2)
     assert fake.started(1)
@@ -357,6 +360,82 @@ def test_without_ordering_key_equal_items_are_sent_concurrently(make_loader):
 
     assert fake.started(1) and fake.started(2)
     assert fake.running == 2
+
+
+def test_a_batch_of_another_loader_sharing_a_key_with_one_in_flight_waits_for_it():
+    """Two streams sending to one API: last write wins across them too, retries included."""
+    ordering = OrderingKeys(by_user)
+    first, second = FakeDeliver(hold={1}), FakeDeliver()
+    pool = SenderPool(4, SyncClock())
+    loaders = [BatchLoader(d, 1, pool, ordering=ordering) for d in (first, second)]
+    loaders[0].process_record({"identity": "u", "plan": "old"}, 1)
+    assert first.started(1)
+
+    feeder = Background(lambda: loaders[1].process_record({"identity": "u", "plan": "new"}, 2))
+
+    assert not second.started(1, timeout=SHORT)
+    first.release(1)
+    assert second.started(1) and feeder.done(WAIT)
+    pool.finish()
+
+
+def test_a_record_whose_key_is_in_another_loaders_filling_batch_sends_that_batch_first():
+    ordering = OrderingKeys(by_user)
+    first, second = FakeDeliver(), FakeDeliver()
+    pool = SenderPool(4, SyncClock())
+    loaders = [BatchLoader(d, 10, pool, ordering=ordering) for d in (first, second)]
+    loaders[0].process_record({"identity": "u", "plan": "old"}, 1)
+    loaders[0].process_record({"identity": "v"}, 2)
+    loaders[1].process_record({"identity": "w"}, 3)
+    assert not first.started(1, timeout=SHORT)
+
+    loaders[1].process_record({"identity": "u", "plan": "new"}, 4)
+
+    assert first.started(1)
+    assert first.batches[1].rows == [1, 2]
+    assert loaders[1].drain() == 1
+    pool.finish()
+    assert second.batches[1].rows == [3, 4]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    records=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5)), min_size=1, max_size=60),
+    batch_size=st.integers(1, 7),
+    concurrency=st.integers(1, 4),
+)
+def test_records_of_one_key_reach_delivery_in_input_order_across_loaders(
+    records, batch_size, concurrency
+):
+    """Whichever loader a record of a key comes through: its batches never overlap, and they
+    start in input order."""
+    log: list[tuple[str, list[dict]]] = []
+    lock = threading.Lock()
+
+    def deliver(batch: Batch) -> None:
+        with lock:
+            log.append(("start", batch.items))
+        with lock:
+            log.append(("end", batch.items))
+
+    ordering = OrderingKeys(by_user)
+    pool = SenderPool(concurrency, SyncClock())
+    loaders = [BatchLoader(deliver, batch_size, pool, ordering=ordering) for _ in range(3)]
+    for row, (stream, user) in enumerate(records):
+        loaders[stream].process_record({"identity": str(user), "row": row}, row)
+    for loader in loaders:
+        loader.drain()
+    pool.finish()
+
+    for user in {str(user) for _, user in records}:
+        rows, running = [], 0
+        for kind, items in log:
+            mine = [item["row"] for item in items if item["identity"] == user]
+            if mine and kind == "start":
+                assert running == 0, "two batches of one key in flight together"
+                rows += mine
+            running += bool(mine) * (1 if kind == "start" else -1)
+        assert rows == sorted(rows) == [r for r, (_, u) in enumerate(records) if str(u) == user]
 
 
 # --- fatal errors -----------------------------------------------------------------------------

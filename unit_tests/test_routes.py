@@ -1,8 +1,12 @@
-"""Routes: which streams are admitted, one route per stream, shared endpoints per API type,
-batch sizes that fit the rate limit, and the ordering key of each API type."""
+"""Routes: which streams are admitted, one route per stream, shared endpoints per API type
+(client, ordering keys), one rejection guard per sync, batch sizes that fit the rate limit, and
+the ordering key of each API type."""
 
 from __future__ import annotations
 
+import threading
+
+from destination_heap_analytics.client import HeapRejected, HeapTransientError
 from destination_heap_analytics.config import ApiType, RateLimit
 from destination_heap_analytics.routes import (
     CatalogStreams,
@@ -28,11 +32,19 @@ class RecordingClients:
         pass
 
 
-def make_routes(*streams: tuple[str | None, str], clients: RecordingClients | None = None):
-    config = heap_config(batch_size=10)
+def make_routes(
+    *streams: tuple[str | None, str],
+    clients: object | None = None,
+    senders: int = 4,
+    **config: object,
+) -> Routes:
     clock = FakeClock()
     return Routes(
-        config, make_catalog(*streams), clock, SenderPool(2, clock), clients or RecordingClients()
+        heap_config(**{"batch_size": 10, **config}),
+        make_catalog(*streams),
+        clock,
+        SenderPool(senders, clock),
+        clients or RecordingClients(),
     )
 
 
@@ -98,6 +110,121 @@ def test_a_stream_state_waits_for_its_stream_and_a_global_one_for_all():
     assert routes.for_state(("rewritten", "users")) == [users]
     assert routes.for_state((None, "never_seen")) == []
     assert routes.for_state(None) == [users, orders]
+
+
+class RefusingUsers(RecordingClients):
+    """Refuses every post holding an identity that starts with "bad"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posted: list[str] = []
+
+    def body(self, items: list[dict]) -> list[dict]:
+        return items
+
+    def post(self, items: list[dict]) -> None:
+        self.posted += [item["identity"] for item in items]
+        if any(item["identity"].startswith("bad") for item in items):
+            raise HeapRejected(400, "identity")
+
+
+def test_every_route_judges_refusals_with_the_syncs_one_guard():
+    """Twenty bad rows of thirty stop a stream judged alone; among a hundred good rows of
+    another stream they are a few bad rows, skipped."""
+    clients = RefusingUsers()
+    routes = make_routes(
+        (None, "users"), (None, "orders"), clients=clients, senders=1, batch_size=1
+    )
+    orders, users = routes.route_for((None, "orders")), routes.route_for((None, "users"))
+    for row in range(1, 101):
+        orders.process_record({"user": f"good-{row}", "event": "e"}, row)
+    for row in range(101, 131):
+        users.process_record({"user": f"{'bad' if row <= 120 else 'ok'}-{row}", "event": "e"}, row)
+    routes._pool.finish()
+
+    assert users.stats.delivery.rejected.total() == 20
+    assert users.stats.delivery.delivered + orders.stats.delivery.delivered == 110
+
+
+USER_PROPERTIES = {
+    "api_type": "add_user_properties",
+    "identity_column": "user",
+    "property_columns": "plan",
+}
+
+
+class UserProperties:
+    """Heap's add_user_properties as a client factory: the properties of each identity, later
+    writes winning. The first post holding `fail_once` answers 500, after giving any other post
+    a moment to overtake it (which must not happen)."""
+
+    def __init__(self, fail_once: str | None) -> None:
+        self.users: dict[str, dict] = {}
+        self.posts: list[list[str]] = []
+        self._fail_once = fail_once
+        self._other_post = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, endpoint_url: str, app_id: str, bulk_key: str | None, **_) -> object:
+        return self
+
+    def body(self, items: list[dict]) -> list[dict]:
+        return items
+
+    def post(self, items: list[dict]) -> None:
+        plans = [item["properties"]["plan"] for item in items]
+        with self._lock:
+            self.posts.append(plans)
+            failing = self._fail_once in plans
+            if failing:
+                self._fail_once = None
+        if failing:
+            self._other_post.wait(0.05)
+            raise HeapTransientError("HTTP 500 from Heap")
+        self._other_post.set()
+        with self._lock:
+            for item in items:
+                self.users.setdefault(item["identity"], {}).update(item["properties"])
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_later_record_wins_across_streams_even_when_the_earlier_one_is_retried():
+    """Issue 14, item 2: stream a's old plan is retried; stream b's new one must land last."""
+    heap = UserProperties(fail_once="old")
+    routes = make_routes((None, "a"), (None, "b"), clients=heap, api=USER_PROPERTIES, batch_size=1)
+    routes.route_for((None, "a")).process_record({"user": "u", "plan": "old"}, 1)
+    routes.route_for((None, "b")).process_record({"user": "u", "plan": "new"}, 2)
+    routes._pool.finish()
+
+    assert heap.posts == [["old"], ["old"], ["new"]]
+    assert heap.users == {"u": {"plan": "new"}}
+
+
+def test_an_earlier_record_in_another_streams_filling_batch_is_sent_first():
+    heap = UserProperties(fail_once=None)
+    routes = make_routes((None, "a"), (None, "b"), clients=heap, api=USER_PROPERTIES)
+    a, b = routes.route_for((None, "a")), routes.route_for((None, "b"))
+    a.process_record({"user": "u", "plan": "old"}, 1)
+    a.process_record({"user": "v", "plan": "a-only"}, 2)
+    b.process_record({"user": "u", "plan": "new"}, 3)
+    b.loader.drain()
+    routes._pool.finish()
+
+    assert heap.posts == [["old", "a-only"], ["new"]]
+    assert heap.users["u"] == {"plan": "new"}
+
+
+def test_routes_of_other_api_types_do_not_order_each_other():
+    routes = make_routes(
+        (None, "users"),
+        (None, "events"),
+        streams=[{"stream": "users", "api": USER_PROPERTIES}],
+    )
+    routes.route_for((None, "users")).process_record({"user": "u"}, 1)
+    routes.route_for((None, "events")).process_record({"user": "u", "event": "e"}, 2)
+    assert routes.route_for((None, "users")).loader._items, "still filling: not sent first"
 
 
 # --- batch size and ordering -----------------------------------------------------------------
