@@ -92,10 +92,11 @@ class DeliveryStats:
             self._new_rejections.append(rejection)
 
     def take_new_rejections(self) -> list[Rejection]:
-        """Rejections since the last call, for the main thread to log."""
+        """Rejections since the last call, in row order (probes find them in no particular
+        order), for the main thread to log."""
         with self._lock:
             taken, self._new_rejections = self._new_rejections, []
-        return taken
+        return sorted(taken, key=lambda rejection: rejection.row)
 
 
 class BatchDelivery:

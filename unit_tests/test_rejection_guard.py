@@ -1,7 +1,8 @@
 """RejectionGuard: a sync ends when Heap refuses at least half of what it judges, never because
 of where a few bad rows sit. The guard is checked against a plain model of the rule (every
-entry recomputed from scratch), and its probes against their promise (spread, reproducible,
-never ahead of an earlier item of their key)."""
+entry recomputed from scratch), its probes against their promise (spread, reproducible, never
+ahead of an earlier item of their key), and whole syncs on a fake Heap against the README's
+numbers (generated refusal patterns, batch sizes, concurrency and streams)."""
 
 from __future__ import annotations
 
