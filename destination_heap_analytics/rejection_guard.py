@@ -51,8 +51,11 @@ its order.
 
 **Settling.** A refusal can help stop the sync while it is among the recent records. Until then
 the states after its batch are held (`settled`), so a stopped sync never emits a state past the
-refusals that stopped it. The window is sync-wide, so a refusal settles as other streams' records
-are judged, even when its own stream sends nothing more.
+refusals that stopped it. Only records whose evidence is final (accepted, or their batch split
+to the end) move a refusal out: batches still being split would otherwise push the first bad
+rows of a sync turning bad out of the window just before their own probes stop it. The count is
+sync-wide, so a refusal settles as other streams' records are judged, even when its own stream
+sends nothing more.
 """
 
 from __future__ import annotations
@@ -153,6 +156,8 @@ class _Entry:
     splitting: bool = False
     in_window: bool = True
     """False once RECENT_RECORDS more records have been judged after it."""
+    final_at: int = 0
+    """The guard's count of records with final evidence once this batch's evidence was final."""
 
 
 class Judgement:
@@ -198,6 +203,9 @@ class RejectionGuard:
         self._assumed_accepted = assumed_accepted
         self._judged = 0
         """Records judged since the start: the position of the evidence."""
+        self._final = 0
+        """Records whose evidence is final (accepted, or their batch split to the end): the
+        position of a refusal for `settled`."""
         self._entries: deque[_Entry] = deque()  # at least partly in the window, oldest first
         self._exact_records = 0  # sums over the exact entries in `_entries`
         self._exact_refused = 0
@@ -217,6 +225,7 @@ class RejectionGuard:
         with self._lock:
             entry = self._add(records)
             self._exact_records += entry.records
+            self._final += records
             self._evaluate()
         self.check()
 
@@ -230,6 +239,8 @@ class RejectionGuard:
                 entry.refused = 1
                 self._exact_records += 1
                 self._exact_refused += 1
+                self._final += 1
+                entry.final_at = self._final
             else:
                 entry.splitting = True
                 self._splitting.add(entry)
@@ -243,9 +254,11 @@ class RejectionGuard:
             raise self._tripped
 
     def settled(self, position: int) -> bool:
-        """Has the refusal at `position` left the recent records, so it can no longer help trip
-        the guard? (Read without the lock: a stale answer only holds a state a little longer.)"""
-        return self._judged - position >= self._recent
+        """Have RECENT_RECORDS records with final evidence been judged after the refusal at
+        `position`, so that it can no longer help trip the guard? Batches still being split do
+        not count: they may yet turn out to be the failure it belongs to. (Read without the
+        lock: a stale answer only holds a state a little longer.)"""
+        return self._final - position >= self._recent
 
     # -- a splitting batch, through its Judgement ---------------------------------------------
     def _probed(self, entry: _Entry, refused: bool, reason: str | None) -> None:
@@ -275,9 +288,11 @@ class RejectionGuard:
                 if entry.in_window:
                     self._exact_records += entry.records
                     self._exact_refused += entry.refused
+                self._final += entry.records
+                entry.final_at = self._final
                 self._evaluate()
         self.check()
-        return entry.end if entry.refused else None
+        return entry.final_at if entry.refused else None
 
     # -- the rule ----------------------------------------------------------------------------
     def _count_refusal(self, entry: _Entry, reason: str) -> None:

@@ -202,11 +202,14 @@ def test_a_refusal_settles_once_the_window_has_moved_past_it_whatever_stream_mov
     assert guard.settled(position)
 
 
-def test_a_batch_being_split_moves_the_window_when_heap_answers_its_first_request():
+def test_batches_still_being_split_do_not_settle_a_refusal():
+    """They may be the failure it belongs to: a sync turning bad, many batches in flight."""
     guard = RejectionGuard()
     position = split(guard, 10, [True]).finished()
     assert position is not None
-    guard.refused(RECENT_RECORDS, REASON)
+    later = guard.refused(RECENT_RECORDS, REASON)
+    assert not guard.settled(position)
+    later.finished()
     assert guard.settled(position)
 
 
