@@ -38,6 +38,7 @@ from destination_heap_analytics.config_file import (
     read_config_file,
 )
 from destination_heap_analytics.connection_check import check_connection
+from destination_heap_analytics.destination_catalog import destination_catalog_line
 from destination_heap_analytics.input_reader import read_messages
 from destination_heap_analytics.preview import run_preview
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
@@ -78,7 +79,21 @@ class DestinationHeapAnalytics(Destination):
         if args[:1] == ["preview"]:
             raise SystemExit(run_preview(args[1:], sys.stdin.buffer, sys.stdout, sys.stderr))
         with ends_cleanly(logger), stop_on_sigterm():
+            if args[:1] == ["discover"]:
+                print(self.discover(discover_config_path(args[1:])))
+                return
             print_all(self.run_cmd(self.parse_args(args)))
+
+    def discover(self, config_path: str) -> str:
+        """The DESTINATION_CATALOG line of `discover --config C`, once the config is known to
+        be usable (a config_error otherwise, as for `write`)."""
+        try:
+            config = read_config_file(config_path)
+        except ConfigFileError as error:
+            raise config_error(str(error)) from None
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, config))
+        parse_config_or_fail(config)
+        return destination_catalog_line()
 
     def run_cmd(self, parsed_args: argparse.Namespace) -> Iterable[AirbyteMessage]:
         """The CDK's run_cmd, except that this connector reads and validates the config.
@@ -131,6 +146,14 @@ class DestinationHeapAnalytics(Destination):
             yield from writer.run(as_state_messages(input_messages))
         except Exception as error:
             raise as_traced_exception(error) from None
+
+
+def discover_config_path(args: list[str]) -> str:
+    """`discover --config C`: the command the CDK's parser does not know (it exits with
+    "invalid choice"), parsed with the same words."""
+    parser = argparse.ArgumentParser(prog="discover")
+    parser.add_argument("--config", required=True, help="path to the JSON configuration file")
+    return parser.parse_args(args).config
 
 
 def as_state_messages(messages: Iterable[Message]) -> Iterator[Message]:
