@@ -18,6 +18,7 @@ import logging
 from typing import IO
 
 import orjson
+from airbyte_cdk.models import Level, Type
 
 from destination_heap_analytics.config import ConfigError, parse_config
 from destination_heap_analytics.config_file import (
@@ -32,6 +33,9 @@ from destination_heap_analytics.sync_log import dry_run_line, summary_line
 from destination_heap_analytics.writer import HeapWriter
 
 DEFAULT_LIMIT = 10
+SHOWN_LEVELS = frozenset({Level.WARN, Level.ERROR})
+"""The sync's own lines that preview shows on stderr: its warnings (a column the data never
+has, with its "Did you mean …?" hint); the counts come in the one summary line at the end."""
 
 
 def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
@@ -49,12 +53,10 @@ def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[s
     writer = HeapWriter.start(
         dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
     )
-    try:
-        for message in read_messages(stdin, input_stats, logging.getLogger("airbyte")):
-            writer.process(message)
-        writer.finish()
-    finally:
-        writer.close()
+    messages = read_messages(stdin, input_stats, logging.getLogger("airbyte"))
+    for output in writer.run(messages):
+        if output.type == Type.LOG and output.log.level in SHOWN_LEVELS:
+            print(f"{output.log.level.value} {output.log.message}", file=stderr)
     for line in sample.lines():
         stdout.write(orjson.dumps(line).decode() + "\n")
     stats = writer.stats

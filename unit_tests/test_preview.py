@@ -89,3 +89,29 @@ def test_a_limit_that_is_not_a_count_is_refused_with_a_message(tmp_path, capsys,
     assert "Traceback" not in error
     if limit.startswith("-"):
         assert "must be 0 or more" in error
+
+
+def test_preview_shows_the_syncs_warnings_such_as_a_misspelt_column(tmp_path):
+    config = json.loads((SAMPLES / "config-events.json").read_text())
+    config.update(
+        base_url="https://heap.test",
+        api={
+            "api_type": "track",
+            "identity_column": "email",
+            "event_column": "event",
+            "property_columns": "amout",
+        },
+    )
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = run_preview(
+        ["--config", str(config_path), "--catalog", str(SAMPLES / "configured_catalog.json")],
+        io.BytesIO(RECORDS.replace(b'"n"', b'"amount"')),
+        stdout,
+        stderr,
+    )
+    assert code == 0
+    assert "WARN Column 'amout' is missing in all of the first 3 records" in stderr.getvalue()
+    assert "Did you mean 'amount'?" in stderr.getvalue()
+    assert "a@example.com" not in stderr.getvalue()
