@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+SOURCE_FAKER := $(VENV)/source-faker/bin/source-faker
+# A real Airbyte source for integration_tests/test_platform.py; it needs airbyte-cdk 6, so it
+# lives in a virtualenv of its own.
+SOURCE_FAKER_VERSION := 7.2.1
 
 .PHONY: test demo bench lint format install clean
 
@@ -14,7 +18,12 @@ $(INSTALLED): setup.py destination_heap_analytics/_version.py
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[tests,dev]'
 	touch $(INSTALLED)
 
-test: $(INSTALLED) lint
+$(SOURCE_FAKER): $(INSTALLED)
+	$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) $(VENV)/source-faker
+	$(BIN)/uv pip install --quiet --python $(VENV)/source-faker/bin/python \
+		airbyte-source-faker==$(SOURCE_FAKER_VERSION)
+
+test: $(INSTALLED) $(SOURCE_FAKER) lint
 	$(BIN)/python -m pytest -m "not image_tests" -q
 
 lint: $(INSTALLED)

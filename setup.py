@@ -20,6 +20,7 @@ MAIN_REQUIREMENTS = [
     "requests>=2.32,<3",
     "pendulum>=3.0,<4",
     "jsonschema>=4.17.3,<5",  # config validation against spec.json (already a CDK dependency)
+    "boto3>=1.36,<2",  # rejected records to the user's S3 bucket (object_storage_config)
 ]
 
 TEST_REQUIREMENTS = [
@@ -27,6 +28,7 @@ TEST_REQUIREMENTS = [
     "requests-mock>=1.12,<2",
     "hypothesis>=6.100,<7",
     "uv>=0.8,<1",  # integration_tests/test_package.py installs the built wheel with it
+    "moto[server]>=5.1,<6",  # the S3 server of integration_tests/s3_server.py
 ]
 
 DEV_REQUIREMENTS = ["ruff==0.17.6"]

@@ -9,6 +9,7 @@ not a bug: the TRACE message says what to fix, and a stack trace would only bury
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,7 +26,17 @@ FAILURE_EXIT_CODE = 1
 INTERRUPTED_EXIT_CODE = 130
 """128 + SIGINT, what a shell reports for a command stopped with Ctrl-C."""
 
+TERMINATED_EXIT_CODE = 143
+"""128 + SIGTERM, what the Airbyte platform and a shell report for a terminated command."""
+
 INTERRUPTED_MESSAGE = "Interrupted: stopped sending; states emitted so far remain valid."
+TERMINATED_MESSAGE = "Terminated (SIGTERM): stopped sending; states emitted so far remain valid."
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so a sync stops
+    the same way: sending stops and the states that are ready go out before it exits."""
+
 
 EXPECTED_FAILURES = frozenset({FailureType.config_error, FailureType.transient_error})
 """Failures whose TRACE carries no stack trace: the message alone tells the user what to do.
@@ -65,6 +76,29 @@ def ends_cleanly(logger: logging.Logger) -> Iterator[None]:
     except KeyboardInterrupt:
         logger.warning(INTERRUPTED_MESSAGE)
         raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+    except Terminated:
+        logger.warning(TERMINATED_MESSAGE)
+        raise SystemExit(TERMINATED_EXIT_CODE) from None
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` in the main thread (once: a second signal
+    during the stop is ignored, so the stop can finish); Python's default would end the
+    process at once, without the states that are ready."""
+    raised = False
+
+    def terminate(signum: int, frame: object) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def emit_trace(error: AirbyteTracedException) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import SchemaError
+
 from destination_heap_analytics.config import ColumnPath
 from destination_heap_analytics.transformer import compile_getter
 
@@ -97,10 +100,17 @@ def _collect_paths(value: object, prefix: str, out: set[str], depth: int = 0) ->
 def schema_warnings(stream: str, columns: Iterable[ColumnPath], json_schema: object) -> list[str]:
     """Configured columns that the stream's declared schema (in the configured catalog) does
     not have, before any record arrives. Only when the schema lists properties; a part of the
-    schema that declares none (an open object) accepts any path below it."""
+    schema that declares none (an open object) accepts any path below it. A schema that is not
+    a valid JSON Schema gives one warning and no check: it is advice, never a reason to fail."""
+    problem = schema_problem(json_schema)
+    if problem is not None:
+        return [
+            f"Stream '{stream}': its json_schema in the configured catalog {problem}, so the "
+            "configured columns are not checked against it."
+        ]
     if not _declared_properties(json_schema):
         return []
-    known = schema_paths(json_schema)
+    known = _paths_of(json_schema)
     warnings = []
     for column in dict.fromkeys(columns):
         if _in_schema(column.segments, json_schema):
@@ -116,14 +126,32 @@ def schema_warnings(stream: str, columns: Iterable[ColumnPath], json_schema: obj
     return warnings
 
 
+def schema_problem(json_schema: object) -> str | None:
+    """Why a declared schema cannot be read, or None (also for no schema at all). Anything can
+    arrive in a catalog's `json_schema`; the meta-schema's verdict (draft 7, which Airbyte
+    uses) names the keyword at fault, never a value."""
+    if json_schema is None:
+        return None
+    try:
+        Draft7Validator.check_schema(json_schema)
+    except SchemaError as error:
+        where = "/".join(str(part) for part in error.path)
+        return "is not a valid JSON Schema" + (f" (at '{where}')" if where else "")
+    except RecursionError:
+        return "is nested too deeply to be read"
+    return None
+
+
 def _variants(schema: object) -> list[dict]:
     """A schema and the alternatives it combines (`anyOf`, `oneOf`, `allOf`), e.g. nullable."""
     if not isinstance(schema, dict):
         return []
     found = [schema]
     for key in ("anyOf", "oneOf", "allOf"):
-        for option in schema.get(key) or ():
-            found += _variants(option)
+        options = schema.get(key)
+        if isinstance(options, list):
+            for option in options:
+                found += _variants(option)
     return found
 
 
@@ -162,7 +190,14 @@ def _in_schema(segments: tuple[str, ...], schema: object) -> bool:
 
 
 def schema_paths(json_schema: object) -> set[str]:
-    """Every dotted path the schema declares (list positions as `0`)."""
+    """Every dotted path the schema declares (list positions as `0`); none when the schema
+    cannot be read (`schema_problem`)."""
+    if schema_problem(json_schema) is not None:
+        return set()
+    return _paths_of(json_schema)
+
+
+def _paths_of(json_schema: object) -> set[str]:
     paths: set[str] = set()
     _collect_schema_paths(json_schema, "", paths, 0)
     return paths

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -72,10 +72,17 @@ class ColumnPath:
 @dataclass(frozen=True)
 class PropertyColumn:
     """A property column: the value at `path` is sent under `name` (`plan as subscription_plan`;
-    without `as`, the name is the path as written)."""
+    without `as`, the name is the path as written).
+
+    `enclosed`: another listed column holds this one (`a.b` inside `a`, `a.b as x.b` inside
+    `a as x`): its name and its path continue the other's the same way, so both read the same
+    part of the record. The transform applies it after the columns that hold it, and keeps
+    theirs where the two give one name (`transformer.put_enclosed`).
+    """
 
     path: ColumnPath
     name: str
+    enclosed: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class ColumnMapping:
 
     api_type: ApiType
     property_columns: tuple[PropertyColumn, ...] | None
+    """In the order they are applied: every column after the columns that enclose it."""
     identity_column: ColumnPath | None = None
     event_column: ColumnPath | None = None
     event_name: str | None = None
@@ -141,12 +149,45 @@ class Pacing:
         return self.per_app is not None or self.per_identity is not None
 
 
+OBJECT_STORAGE_FIELD = "object_storage_config"
+"""The top-level field Airbyte's platform reads for rejected-records storage (its exact name)."""
+
+MAX_BUCKET_PATH_BYTES = 500
+"""S3 keys hold at most 1,024 UTF-8 bytes; the rest of a key (sync id, namespace, stream, file
+name) takes at most about 510 (rejected_records.py caps each part), so the prefix keeps 500."""
+
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+"""What botocore accepts as a bucket name (its client-side check); AWS's own rules are stricter,
+S3-compatible stores' looser, so the store itself judges the rest."""
+
+
+@dataclass(frozen=True)
+class S3Storage:
+    """`object_storage_config` with `storage_type: S3`: where rejected records are written.
+
+    The credentials are left out of `repr`, so a logged or printed config never shows them.
+    """
+
+    bucket_name: str
+    bucket_path: str
+    """The prefix without leading or trailing slashes; empty for the bucket's root."""
+    region: str | None = None
+    """None: botocore's own resolution (AWS_REGION, the AWS config), else us-east-1."""
+    endpoint: str | None = None
+    """An S3-compatible store's URL; None for AWS S3."""
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    role_arn: str | None = None
+    gzip: bool = False
+
+
 @dataclass(frozen=True)
 class HeapConfig:
     app_id: str
     base_url: str
     default_mapping: ColumnMapping | None
-    """The top-level `api`: the mapping of every stream `streams` does not list."""
+    """The top-level `api`: the mapping of every stream `streams` does not list (which entry
+    applies to which catalog stream is `streams.StreamMatcher`'s to say)."""
     stream_mappings: tuple[StreamMapping, ...]
     batch_size: int
     max_concurrent_requests: int
@@ -155,22 +196,8 @@ class HeapConfig:
     pacing_time_scale: float = 1.0
     dry_run: bool = False
     """Transform and count everything, send nothing, emit no state."""
-
-    def mapping_for(self, stream: StreamId) -> ColumnMapping | None:
-        """The mapping of a stream: its `streams` entry (same namespace, else the entry without
-        a namespace, else the only entry of that name, as the catalog matches rewritten
-        namespaces by name), else the top-level `api`; None when it has none."""
-        namespace, name = stream
-        named = [entry for entry in self.stream_mappings if entry.stream == name]
-        for entry in named:
-            if entry.namespace == namespace:
-                return entry.mapping
-        for entry in named:
-            if entry.namespace is None:
-                return entry.mapping
-        if len(named) == 1:
-            return named[0].mapping
-        return self.default_mapping
+    object_storage: S3Storage | None = None
+    """Where rejected records go (`object_storage_config`); None when not configured."""
 
     def pacing_for(self, api_type: ApiType) -> Pacing:
         return self.pacing_by_api[api_type]
@@ -217,6 +244,7 @@ def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
         max_retry_seconds=int(config["max_retry_seconds"]),
         pacing_time_scale=scale,
         dry_run=bool(config["dry_run"]),
+        object_storage=parse_object_storage(config.get(OBJECT_STORAGE_FIELD)),
     )
 
 
@@ -270,6 +298,97 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
+    """`object_storage_config`, already judged against spec.json (types, the S3 option's required
+    fields, the region list); what follows are the rules the schema cannot state."""
+    if raw is None or raw["storage_type"] == "None":
+        return None
+    access_key_id = _optional_text(raw, "access_key_id")
+    secret_access_key = _optional_text(raw, "secret_access_key")
+    if (access_key_id is None) != (secret_access_key is None):
+        raise ConfigError(
+            _storage_field("access_key_id"),
+            "go together: set both, or neither to use a role or the environment's credentials",
+            _storage_field("secret_access_key"),
+        )
+    return S3Storage(
+        bucket_name=_parse_bucket_name(raw["s3_bucket_name"]),
+        bucket_path=_parse_bucket_path(raw["bucket_path"]),
+        region=raw["s3_bucket_region"] or None,
+        endpoint=_parse_s3_endpoint(raw.get("s3_endpoint", "")),
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        role_arn=_parse_role_arn(raw.get("role_arn", "")),
+        gzip=raw["compression"]["compression_type"] == "GZIP",
+    )
+
+
+def _storage_field(name: str) -> str:
+    return f"{OBJECT_STORAGE_FIELD}.{name}"
+
+
+def _optional_text(raw: Mapping[str, Any], name: str) -> str | None:
+    return raw.get(name, "").strip() or None
+
+
+def _parse_bucket_name(value: str) -> str:
+    name = value.strip()
+    if not name:
+        raise ConfigError(_storage_field("s3_bucket_name"), "is empty: name your S3 bucket")
+    if _BUCKET_NAME.fullmatch(name) is None:
+        raise ConfigError(
+            _storage_field("s3_bucket_name"),
+            "must be a bucket name: letters, digits, dots, hyphens and underscores, "
+            "without a path or s3:// (put a path in bucket_path)",
+        )
+    return name
+
+
+def _parse_bucket_path(value: str) -> str:
+    """Slashes at either end and empty parts are dropped (`/a//b/` is `a/b`); `.` and `..` parts
+    are refused, since tools that copy a bucket to disk would resolve them."""
+    parts = [part for part in value.strip().split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise ConfigError(_storage_field("bucket_path"), "must not have '.' or '..' parts")
+    path = "/".join(parts)
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_BUCKET_PATH_BYTES:
+        raise ConfigError(
+            _storage_field("bucket_path"),
+            f"is longer than {MAX_BUCKET_PATH_BYTES} bytes; S3 keys hold at most 1024",
+        )
+    return path
+
+
+def _parse_s3_endpoint(value: str) -> str | None:
+    """http is allowed, as Airbyte's connectors allow it for stores on a private network
+    (MinIO): signatures keep the secret key off the wire, but the records travel in clear."""
+    if not value.strip():
+        return None
+    url = value.strip().rstrip("/")
+    parts = _split_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            _storage_field("s3_endpoint"),
+            "must be a full URL such as https://s3.example.com or http://localhost:9000, "
+            "or empty for AWS S3",
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(_storage_field("s3_endpoint"), "must not contain a query or fragment")
+    return url
+
+
+def _parse_role_arn(value: str) -> str | None:
+    arn = value.strip()
+    if not arn:
+        return None
+    if not arn.startswith("arn:") or ":role/" not in arn:
+        raise ConfigError(
+            _storage_field("role_arn"),
+            "must be an IAM role ARN such as arn:aws:iam::123456789012:role/name",
+        )
+    return arn
 
 
 SINGLE_COLUMN_FIELDS = frozenset(field.name for field in fields(ColumnMapping)) - {
@@ -385,18 +504,66 @@ def _parse_property_columns(value: str, field: str) -> tuple[PropertyColumn, ...
             )
         named[column.name] = position
         columns.append(column)
-    return tuple(columns)
+    depths = [
+        _enclosing_columns(column, position, columns, named, field)
+        for position, column in enumerate(columns, start=1)
+    ]
+    ordered = sorted(zip(depths, columns, strict=True), key=lambda pair: pair[0])
+    return tuple(replace(column, enclosed=depth > 0) for depth, column in ordered)
+
+
+def _enclosing_columns(
+    column: PropertyColumn,
+    position: int,
+    columns: list[PropertyColumn],
+    named: dict[str, int],
+    field: str,
+) -> int:
+    """How many listed columns enclose `column`; a ConfigError when another one could give a
+    name it gives from another part of the record.
+
+    An object column sends its leaves under its name and a dot, so two columns can give one
+    name exactly when one name continues the other (`b` and `b.c`). That is safe only when the
+    path continues the same way (`a`, `a.b`: the same value); `x as b.c, b` would let `b`'s
+    leaf `c` overwrite `x`."""
+    enclosing = 0
+    for dot in [i for i, char in enumerate(column.name) if char == "."]:
+        outer_position = named.get(column.name[:dot])
+        if outer_position is None:
+            continue
+        outer = columns[outer_position - 1]
+        if column.path.name != outer.path.name + column.name[dot:]:
+            first, second = sorted((outer_position, position))
+            raise ConfigError(
+                field,
+                f"entries {first} and {second} can give the same property name: entry "
+                f"{position}'s starts with entry {outer_position}'s and a dot, where an object "
+                f"in entry {outer_position} sends its fields, but entry {position} reads "
+                "another part of the record; rename one with 'as'",
+            )
+        enclosing += 1
+    return enclosing
 
 
 def _parse_property_column(entry: str, field: str) -> PropertyColumn:
     renamed = _RENAME.fullmatch(entry)
     if renamed is None:
         path = ColumnPath.parse(entry, field)
-        return PropertyColumn(path, path.name)
-    name = (renamed["name"] or "").strip()
-    if not name or len(name) > heap_limits.MAX_PROPERTY_LENGTH:
-        raise ConfigError(field, "a name after 'as' must have 1 to 1023 characters")
+        return PropertyColumn(path, _property_name(path.name, field))
+    name = _property_name((renamed["name"] or "").strip(), field)
     return PropertyColumn(ColumnPath.parse(renamed["path"], field), name)
+
+
+def _property_name(name: str, field: str) -> str:
+    """Heap's limit on property names, for the name after `as` and for a column sent under
+    its own name alike: otherwise every item of the stream would carry a name Heap refuses."""
+    if not name or len(name) > heap_limits.MAX_PROPERTY_LENGTH:
+        raise ConfigError(
+            field,
+            "a property name (the name after 'as', or the column as written) must have 1 to "
+            f"{heap_limits.MAX_PROPERTY_LENGTH} characters; shorten a long column's with 'as'",
+        )
+    return name
 
 
 def _parse_exclude_columns(value: str, field: str) -> frozenset[str]:

@@ -70,7 +70,7 @@ def check_against_spec(config: Any) -> None:
     """Raise a ConfigError for the first place where `config` breaks the spec."""
     error = next(iter(_validator().iter_errors(config)), None)
     if error is not None:
-        raise _translate(error, in_branch=False)
+        raise _translate(error, branch=None)
 
 
 def with_spec_defaults(config: Any) -> Any:
@@ -132,15 +132,21 @@ def _option_index(options: Sequence[Mapping[str, Any]], key: str, value: Any) ->
     return None
 
 
-def _translate(error: ValidationError, in_branch: bool) -> ConfigError:
+def _translate(error: ValidationError, branch: str | None) -> ConfigError:
+    """`branch` says which oneOf option the error is in (`for this API type`), None outside."""
     path = list(error.absolute_path)
     if error.validator == "oneOf":
         return _option_error(error, path)
     if error.validator == "required":
         missing = next(name for name in error.validator_value if name not in error.instance)
-        problem = "is required for this API type" if in_branch else "is required"
+        problem = f"is required {branch}" if branch else "is required"
         return ConfigError(_field(path + [missing]), problem)
     return ConfigError(_field(path), _problem(error))
+
+
+def _branch_phrase(key: str, const: Any) -> str:
+    """`for this API type` for `api`; `when storage_type is S3` for any other oneOf."""
+    return "for this API type" if key == "api_type" else f"when {key} is {const}"
 
 
 def _option_error(error: ValidationError, path: list[str | int]) -> ConfigError:
@@ -161,7 +167,7 @@ def _option_error(error: ValidationError, path: list[str | int]) -> ConfigError:
     first = next(chosen, None)
     if first is None:  # pragma: no cover - the chosen option failed, so it has an error
         return ConfigError(_field(path), "does not match the connector specification")
-    return _translate(first, in_branch=True)
+    return _translate(first, branch=_branch_phrase(key, options[index]["properties"][key]["const"]))
 
 
 def _field(path: list[str | int]) -> str:
@@ -190,7 +196,7 @@ def expectation(schema: Mapping[str, Any]) -> str:
     if "const" in schema:
         return json.dumps(schema["const"])
     if "enum" in schema:
-        return "one of " + ", ".join(str(value) for value in schema["enum"])
+        return "one of " + ", ".join(_enum_word(value) for value in schema["enum"])
     words = _TYPE_WORDS.get(schema.get("type"), "a value of the specified type")
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None and high is not None:
@@ -200,6 +206,11 @@ def expectation(schema: Mapping[str, Any]) -> str:
     if high is not None:
         return f"{words} of at most {high}"
     return words
+
+
+def _enum_word(value: Any) -> str:
+    """An allowed value as the message lists it; the empty string must stay visible."""
+    return '"" (empty)' if value == "" else str(value)
 
 
 def json_kind(value: Any) -> str:

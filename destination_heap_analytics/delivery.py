@@ -16,8 +16,19 @@ from dataclasses import dataclass, field, replace
 from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import Judgement, RejectionGuard, probe_positions
-from destination_heap_analytics.retry import Cancelled, RetryPolicy, call_with_retries
+from destination_heap_analytics.retry import RetryPolicy, call_with_retries
 from destination_heap_analytics.sync_clock import Clock
+
+
+@dataclass
+class ChunkTally:
+    """The records of one stream since its last state (`destinationStats`): counted by the main
+    thread as they arrive (`received`, `invalid`) and as their batches are acknowledged
+    (`refused`)."""
+
+    received: int = 0
+    invalid: int = 0
+    refused: int = 0
 
 
 @dataclass
@@ -27,12 +38,16 @@ class Batch:
     `last_refusal` is the rejection guard's position of the batch's refusals, set by the sending
     thread when the batch is finished (None when nothing was refused); the states after the
     batch wait until the guard has settled it.
+    `refused` counts the batch's items Heap refused, added to its chunk's `tally` once the
+    batch is acknowledged.
     """
 
     seq: int
     items: list[dict]
     rows: list[int]
+    tally: ChunkTally = field(default_factory=ChunkTally)
     last_refusal: int | None = None
+    refused: int = 0
 
 
 MAX_REJECTION_REASONS = 20
@@ -197,6 +212,7 @@ class BatchDelivery:
 
     def _count_rejection(self, batch: Batch, index: int, refusal: HeapRejected) -> None:
         self._stats.count_rejection(Rejection(batch.rows[index], refusal.status, refusal.message))
+        batch.refused += 1
 
     def _post(self, items: list[dict]) -> HeapRejected | None:
         """One request of `items` (retried through transient failures); Heap's refusal, or
@@ -213,12 +229,16 @@ class BatchDelivery:
         body = self._client.body(items)
 
         def attempt() -> None:
-            if not self._pacer.acquire(items):
-                raise Cancelled()
             self._stats.count_request()
             self._client.post(body)
 
-        call_with_retries(attempt, self._policy, self._clock, on_retry=self._on_retry)
+        call_with_retries(
+            attempt,
+            self._policy,
+            self._clock,
+            on_retry=self._on_retry,
+            wait_turn=lambda: self._pacer.acquire(items),
+        )
 
     def _on_retry(self, error: HeapTransientError, delay: float) -> None:
         self._stats.count_retry(str(error))

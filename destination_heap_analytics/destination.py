@@ -6,21 +6,30 @@ import argparse
 import logging
 import sys
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
+import orjson
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
+    AirbyteMessageSerializer,
     ConfiguredAirbyteCatalog,
     FailureType,
     Status,
+    Type,
 )
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_heap_analytics.cli import config_error, ends_cleanly, failed_status, traced_error
+from destination_heap_analytics.cli import (
+    config_error,
+    ends_cleanly,
+    failed_status,
+    stop_on_sigterm,
+    traced_error,
+)
 from destination_heap_analytics.client import HeapConfigurationError
 from destination_heap_analytics.config import ConfigError, HeapConfig, parse_config
 from destination_heap_analytics.config_file import (
@@ -29,12 +38,14 @@ from destination_heap_analytics.config_file import (
     read_config_file,
 )
 from destination_heap_analytics.connection_check import check_connection
+from destination_heap_analytics.destination_catalog import destination_catalog_line
 from destination_heap_analytics.input_reader import read_messages
 from destination_heap_analytics.preview import run_preview
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
+from destination_heap_analytics.state_message import EmittedState, StateMessage
 from destination_heap_analytics.stats import InputStats
-from destination_heap_analytics.writer import HeapWriter
+from destination_heap_analytics.writer import HeapWriter, Message, Output
 
 logger = logging.getLogger("airbyte")
 
@@ -60,13 +71,29 @@ class DestinationHeapAnalytics(Destination):
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
     def run(self, args: list[str]) -> None:
-        """The CDK's run; an expected failure or Ctrl-C ends without a stack trace (cli.py).
+        """The CDK's run, except that states are printed as the lines they are (a state is no
+        CDK model here, so nothing the platform sent is lost), SIGTERM stops a sync as Ctrl-C
+        does, and an expected failure or a signal ends without a stack trace (cli.py).
 
         `preview` is a local command outside the Airbyte protocol (preview.py)."""
         if args[:1] == ["preview"]:
             raise SystemExit(run_preview(args[1:], sys.stdin.buffer, sys.stdout, sys.stderr))
-        with ends_cleanly(logger):
-            super().run(args)
+        with ends_cleanly(logger), stop_on_sigterm():
+            if args[:1] == ["discover"]:
+                print(self.discover(discover_config_path(args[1:])))
+                return
+            print_all(self.run_cmd(self.parse_args(args)))
+
+    def discover(self, config_path: str) -> str:
+        """The DESTINATION_CATALOG line of `discover --config C`, once the config is known to
+        be usable (a config_error otherwise, as for `write`)."""
+        try:
+            config = read_config_file(config_path)
+        except ConfigFileError as error:
+            raise config_error(str(error)) from None
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, config))
+        parse_config_or_fail(config)
+        return destination_catalog_line()
 
     def run_cmd(self, parsed_args: argparse.Namespace) -> Iterable[AirbyteMessage]:
         """The CDK's run_cmd, except that this connector reads and validates the config.
@@ -107,30 +134,63 @@ class DestinationHeapAnalytics(Destination):
         self,
         config: Mapping[str, Any],
         configured_catalog: ConfiguredAirbyteCatalog,
-        input_messages: Iterable[AirbyteMessage],
-    ) -> Iterable[AirbyteMessage]:
+        input_messages: Iterable[Message],
+    ) -> Iterable[Output]:
+        """The CDK's write. States come in as the reader's `StateMessage` (or as CDK models,
+        from Python callers) and go out as `EmittedState` lines, exactly as they came but for
+        `destinationStats`; everything else is an `AirbyteMessage`."""
         writer = HeapWriter.start(
             parse_config_or_fail(config), configured_catalog, self._input_stats
         )
-        finished = False
         try:
-            for message in input_messages:
-                writer.process(message)
-                if writer.output:
-                    yield from writer.take_output()
-            writer.finish()
-            finished = True
+            yield from writer.run(as_state_messages(input_messages))
         except Exception as error:
-            writer.abort()
-            yield from writer.take_output()
-            yield from writer.summary()
             raise as_traced_exception(error) from None
-        finally:
-            if not finished:  # also when interrupted or closed early: wake retries, stop sending
-                writer.abort()
-            writer.close()
-        yield from writer.take_output()
-        yield from writer.summary()
+
+
+def discover_config_path(args: list[str]) -> str:
+    """`discover --config C`: the command the CDK's parser does not know (it exits with
+    "invalid choice"), parsed with the same words."""
+    parser = argparse.ArgumentParser(prog="discover")
+    parser.add_argument("--config", required=True, help="path to the JSON configuration file")
+    return parser.parse_args(args).config
+
+
+def as_state_messages(messages: Iterable[Message]) -> Iterator[Message]:
+    """A STATE given as a CDK model (by a Python caller of `write`) becomes a `StateMessage`
+    of its JSON, so every state takes the same path; the reader's pass through."""
+    for message in messages:
+        if message.type == Type.STATE and message.__class__ is AirbyteMessage:
+            state = StateMessage.parse(message_line(message))
+            if state is not None:
+                yield state
+        else:
+            yield message
+
+
+def message_line(message: AirbyteMessage) -> str:
+    return orjson.dumps(AirbyteMessageSerializer.dump(message)).decode()
+
+
+def print_all(messages: Iterable[Output]) -> None:
+    """Print every message as one line on stdout, states as the lines they are.
+
+    A signal can arrive while a line is being printed, that is while the sync's generator is
+    suspended; it is thrown into the generator, so the sync stops the way it stops for a signal
+    anywhere else (and prints the states that are ready before it ends)."""
+    iterator = iter(messages)
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            message = next(iterator) if interrupted is None else iterator.throw(interrupted)
+        except StopIteration:
+            return
+        interrupted = None
+        try:
+            line = message.line if message.__class__ is EmittedState else message_line(message)
+            print(line, flush=message.__class__ is EmittedState)
+        except BaseException as error:  # noqa: B036 - a signal must reach the sync's generator
+            interrupted = error
 
 
 DRY_RUN_CHECK = "Dry run: the configuration is valid; no preflight event was sent to Heap."

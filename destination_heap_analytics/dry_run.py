@@ -47,11 +47,15 @@ class PreviewSample:
         """Items and invalid records by row, up to the `limit`-th item."""
         items = [(-neg, line) for neg, _, line in self._items]
         invalid = [(-neg, line) for neg, _, line in self._invalid]
+        if self.limit == 0:
+            return []
         last_row = max(row for row, _ in items) if len(items) == self.limit else None
         shown = items + [(row, line) for row, line in invalid if last_row is None or row < last_row]
         return [line for _, line in sorted(shown, key=lambda entry: entry[0])]
 
     def _keep(self, kept: list, row: int, line: dict) -> None:
+        if self.limit == 0:
+            return
         with self._lock:
             entry = (-row, id(line), line)
             if len(kept) < self.limit:

@@ -21,8 +21,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
-from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, AirbyteStateType, Type
+from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
+from destination_heap_analytics.json_numbers import parse_float, parse_int
+from destination_heap_analytics.json_spans import NotJson
+from destination_heap_analytics.state_message import NotAState, StateMessage, parse_state_line
 from destination_heap_analytics.stats import InputStats
 
 LOGGED_LINES = 10
@@ -51,17 +54,23 @@ class UnreadableLine(Exception):
 
 def read_messages(
     lines: Iterable[bytes | str], stats: InputStats, logger: logging.Logger
-) -> Iterator[AirbyteMessage]:
+) -> Iterator[AirbyteMessage | StateMessage]:
     """`lines` are stdin's raw lines (text lines are accepted too, and encoded back).
 
-    Runs once per line, so the common case (orjson, a complete RECORD) is written inline and
-    the rare ones call out.
+    A STATE line becomes a `StateMessage`, kept as the text it came as (state_message.py);
+    every other message an `AirbyteMessage`. Runs once per line, so the common case (orjson, a
+    complete RECORD) is written inline and the rare ones call out.
     """
     loads, load, record = orjson.loads, AirbyteMessageSerializer.load, Type.RECORD
     for line_number, line in enumerate(lines, start=1):
         if line.__class__ is str:
             line = line.encode("utf-8", "surrogatepass")
         try:
+            if _STATE_TYPE in line:
+                state = _read_state(line)
+                if state is not None:
+                    yield state
+                    continue
             if _WIDE_RUN in line.translate(_DIGITS_AS_ZERO):
                 payload = _parse_exactly(line, stats)
             else:
@@ -69,30 +78,64 @@ def read_messages(
                     payload = loads(line)
                 except orjson.JSONDecodeError:
                     payload = _parse_exactly(line, stats)
-            if payload is None:
-                continue
+            if payload.__class__ is not dict:  # `null`, `5`, `[]`: JSON, but not a message
+                if payload is BLANK_LINE:
+                    continue
+                raise UnreadableLine(NOT_A_MESSAGE)
             try:
                 message = load(payload)
             except Exception:  # serpyco's errors quote the offending value; report none of it
                 raise UnreadableLine(NOT_A_MESSAGE) from None
-            if message.record is None if message.type == record else not _is_complete(message):
-                raise UnreadableLine(NOT_A_MESSAGE)
+            if message.type == record:
+                if message.record is None:
+                    raise UnreadableLine(NOT_A_MESSAGE)
+            elif message.type == Type.STATE:  # its type escaped (`"\u0053TATE"`)
+                message = _read_state(line)
+                if message is None:
+                    raise UnreadableLine(NOT_A_MESSAGE)
         except UnreadableLine as unreadable:
             _skip(line_number, line, unreadable.reason, stats, logger)
             continue
         yield message
 
 
+BLANK_LINE = object()
+"""What `_parse_exactly` returns for a line of whitespace only: skipped without being counted."""
+
+
+_STATE_TYPE = b'"STATE"'
+"""A STATE line holds this, unless its type is written with escapes; such a line is found a
+state only after the record path has parsed it."""
+
+
+def _read_state(line: bytes) -> StateMessage | None:
+    """The line's state, None when the line is no STATE message (a record may hold the word).
+
+    A line that is not valid JSON is left to the record path, which names the reason."""
+    try:
+        return parse_state_line(line)
+    except NotJson:
+        return None
+    except NotAState:
+        raise UnreadableLine(NOT_A_MESSAGE) from None
+
+
 def _parse_exactly(line: bytes, stats: InputStats) -> Any:
-    """The standard library keeps big integers exact and reads lone surrogates (then replaced)."""
+    """The standard library keeps big integers exact and reads lone surrogates (then replaced).
+
+    Numbers no Python number holds (beyond a double's range, or integers of more than 4300
+    digits, Python's conversion limit) become `json_numbers.RawNumber`s, so such a line is
+    still a readable record."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         raise UnreadableLine(NOT_UTF8) from None
     if not text.strip():
-        return None
+        return BLANK_LINE
     try:
-        payload = json.loads(text, parse_constant=_refuse_constant)
+        payload = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=parse_float, parse_int=parse_int
+        )
     except RecursionError:
         raise UnreadableLine(TOO_DEEP) from None
     except ValueError:  # JSONDecodeError, and the non-standard constants refused below
@@ -134,21 +177,6 @@ def _replace_lone_surrogates(value: Any) -> tuple[Any, bool]:
         elif type(child) is list:
             pending.extend((child, i) for i in range(len(child)))
     return root[0], replaced
-
-
-def _is_complete(message: AirbyteMessage) -> bool:
-    """The parts the writer relies on are there (the models check the types of what is); the
-    CDK's models accept `{"type": "STATE"}`. RECORDs are checked inline in `read_messages`."""
-    if message.type == Type.STATE:
-        state = message.state
-        if state is None:
-            return False
-        if state.type == AirbyteStateType.STREAM:
-            return state.stream is not None
-        if state.type == AirbyteStateType.GLOBAL:
-            return state.global_ is not None
-        return state.data is not None
-    return True
 
 
 def _skip(

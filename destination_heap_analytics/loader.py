@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from destination_heap_analytics.delivery import Batch
+from destination_heap_analytics.delivery import Batch, ChunkTally
 from destination_heap_analytics.senders import SenderPool
 
 
@@ -77,6 +77,8 @@ class BatchLoader:
         self._unacknowledged: deque[tuple[Batch, Future]] = deque()
         self._submitted_seq = 0
         self._acknowledged_seq = 0
+        self.tally = ChunkTally()
+        """The chunk the records being batched belong to (replaced at each state)."""
 
     def process_record(self, item: dict, row: int) -> None:
         self._items.append(item)
@@ -101,7 +103,7 @@ class BatchLoader:
         if not self._items:
             return
         keys = self._take_keys()
-        batch = Batch(self._submitted_seq + 1, self._items, self._rows)
+        batch = Batch(self._submitted_seq + 1, self._items, self._rows, self.tally)
         ordering = self._ordering or _NO_ORDERING
         future = self._pool.submit(
             lambda: self._deliver(batch),
@@ -119,10 +121,11 @@ class BatchLoader:
         self.process_batch()
         return self._submitted_seq
 
-    def acknowledged(self) -> int:
-        """Advance over finished batches in order; raises the first fatal error of any batch,
-        and never moves past a failed one."""
-        self._pool.raise_fatal_error()
+    def acknowledged(self, raise_errors: bool = True) -> int:
+        """Advance over finished batches in order; raises the first fatal error of any batch
+        (unless the sync is already ending on it), and never moves past a failed one."""
+        if raise_errors:
+            self._pool.raise_fatal_error()
         self._advance()
         return self._acknowledged_seq
 
@@ -142,6 +145,7 @@ class BatchLoader:
             if not (settle_all or self._settled(batch)):
                 return
             unacknowledged.popleft()
+            batch.tally.refused += batch.refused
             self._acknowledged_seq = batch.seq
 
     def _take_keys(self) -> frozenset[str]:

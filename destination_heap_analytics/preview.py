@@ -18,6 +18,7 @@ import logging
 from typing import IO
 
 import orjson
+from airbyte_cdk.models import Level, Type
 
 from destination_heap_analytics.config import ConfigError, parse_config
 from destination_heap_analytics.config_file import (
@@ -32,6 +33,9 @@ from destination_heap_analytics.sync_log import dry_run_line, summary_line
 from destination_heap_analytics.writer import HeapWriter
 
 DEFAULT_LIMIT = 10
+SHOWN_LEVELS = frozenset({Level.WARN, Level.ERROR})
+"""The sync's own lines that preview shows on stderr: its warnings (a column the data never
+has, with its "Did you mean …?" hint); the counts come in the one summary line at the end."""
 
 
 def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
@@ -49,12 +53,10 @@ def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[s
     writer = HeapWriter.start(
         dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
     )
-    try:
-        for message in read_messages(stdin, input_stats, logging.getLogger("airbyte")):
-            writer.process(message)
-        writer.finish()
-    finally:
-        writer.close()
+    messages = read_messages(stdin, input_stats, logging.getLogger("airbyte"))
+    for output in writer.run(messages):
+        if output.type == Type.LOG and output.log.level in SHOWN_LEVELS:
+            print(f"{output.log.level.value} {output.log.message}", file=stderr)
     for line in sample.lines():
         stdout.write(orjson.dumps(line).decode() + "\n")
     stats = writer.stats
@@ -70,9 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="path to the JSON config")
     parser.add_argument("--catalog", required=True, help="path to the configured catalog")
     parser.add_argument(
-        "--limit", type=int, default=DEFAULT_LIMIT, help="items to print (default 10)"
+        "--limit",
+        type=item_count,
+        default=DEFAULT_LIMIT,
+        help="items to print (default 10; 0 prints none, only the summary)",
     )
     return parser
+
+
+def item_count(text: str) -> int:
+    """`--limit`: a whole number of items, 0 or more (argparse reports a ValueError as
+    "invalid item_count value" and exits with code 2)."""
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return count
 
 
 def _log_to(stream: IO[str]) -> None:

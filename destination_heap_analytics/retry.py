@@ -61,22 +61,32 @@ def call_with_retries(
     clock: Clock,
     on_retry: Callable[[HeapTransientError, float], None] = lambda error, delay: None,
     rand: Callable[[], float] = random.random,
+    wait_turn: Callable[[], bool] = lambda: True,
 ) -> T:
     """Run `operation` until it succeeds, raises a non-transient error, or time runs out.
 
     `clock` is the sync's: its sleep returns False when the sync was cancelled during the wait.
+    `wait_turn` runs before every attempt and returns False when cancelled: the pacer's wait
+    for the rate limit, which does not count against `max_retry_seconds`. The budget counts the
+    time spent retrying only, failed attempts and the waits between them, so a batch that first
+    waited a minute for its turn still gets every retry it is owed.
     """
-    started = clock.now()
+    spent = 0.0
     attempt = 0
     while True:
+        if not wait_turn():
+            raise Cancelled()
+        started = clock.now()
         try:
             return operation()
         except HeapTransientError as error:
+            spent += clock.now() - started
             delay = policy.delay(attempt, error.retry_after, rand)
-            elapsed = clock.now() - started
             attempt += 1
-            if elapsed + delay > policy.max_retry_seconds:
-                raise RetriesExhausted(error, attempt, elapsed) from None
+            if spent + delay > policy.max_retry_seconds:
+                raise RetriesExhausted(error, attempt, spent) from None
             on_retry(error, delay)
+            slept_from = clock.now()
             if not clock.sleep(delay):
                 raise Cancelled() from None
+            spent += clock.now() - slept_from

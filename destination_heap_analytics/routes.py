@@ -39,8 +39,9 @@ from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import RetryPolicy
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.stats import RouteStats
+from destination_heap_analytics.streams import StreamMatcher
 from destination_heap_analytics.sync_clock import Clock
-from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer, stream_key
+from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer
 
 
 class Ignored(Enum):
@@ -48,31 +49,6 @@ class Ignored(Enum):
 
     NOT_IN_CATALOG = "not in the configured catalog"
     NO_MAPPING = "no mapping"
-
-
-class CatalogStreams:
-    """Which streams the configured catalog names, and their declared schemas; records of other
-    streams are ignored (counted)."""
-
-    def __init__(self, catalog: ConfiguredAirbyteCatalog) -> None:
-        self.schemas: dict[StreamId, object] = {
-            (s.stream.namespace, s.stream.name): s.stream.json_schema for s in catalog.streams
-        }
-        self._by_name: dict[str, StreamId] = {}
-        for stream in self.schemas:
-            self._by_name.setdefault(stream[1], stream)
-
-    def find(self, stream: StreamId) -> StreamId | None:
-        """Exact (namespace, name); else by name, as some platforms rewrite namespaces."""
-        return stream if stream in self.schemas else self._by_name.get(stream[1])
-
-    def __contains__(self, stream: StreamId) -> bool:
-        return self.find(stream) is not None
-
-    def schema_of(self, stream: StreamId) -> object:
-        """The stream's declared schema in the catalog, or None."""
-        found = self.find(stream)
-        return self.schemas[found] if found is not None else None
 
 
 class Route:
@@ -90,18 +66,21 @@ class Route:
         self.column_report = column_report
         self._transform = transformer.transform
         self._load = loader.process_record
-        self._stream_key = stream_key(*stats.stream)
         self.sampling_columns = True
 
-    def process_record(self, data: dict, row: int) -> str | None:
-        """Runs once per record. Returns the reason when the record is invalid (counted)."""
+    def process_record(self, data: dict, row: int, key_of_stream: bytes) -> str | None:
+        """Runs once per record. Returns the reason when the record is invalid (counted).
+
+        `key_of_stream` is the stream part of the idempotency key: the record's own
+        (namespace, name), `transformer.stream_key`, which may differ from the route's catalog
+        stream when the catalog matched it by name; keys stay those of 0.3.0."""
         stats = self.stats
         stats.records += 1
         if self.sampling_columns:
             self.column_report.observe(data)
             self.sampling_columns = self.column_report.sampling
         try:
-            item = self._transform(data, self._stream_key)
+            item = self._transform(data, key_of_stream)
         except InvalidRecord as invalid:
             stats.invalid[invalid.reason] += 1
             return invalid.reason
@@ -138,7 +117,7 @@ class Routes:
         self._client_factory = client_factory
         self._preview = preview
         self._config = config
-        self._catalog = CatalogStreams(catalog)
+        self.streams = StreamMatcher(catalog, config)
         self._clock = clock
         self._pool = pool
         self._policy = RetryPolicy(config.max_retry_seconds)
@@ -152,34 +131,30 @@ class Routes:
     def schema_warnings(self) -> list[str]:
         """Mapped columns missing from each catalog stream's declared schema, once, at start."""
         warnings = []
-        for stream, json_schema in self._catalog.schemas.items():
-            mapping = self._config.mapping_for(stream)
+        for stream, json_schema in self.streams.schemas.items():
+            mapping = self.streams.mapping(stream)
             if mapping is not None:
                 warnings += schema_warnings(stream[1], mapping.configured_columns(), json_schema)
         return warnings
 
-    def route_for(self, stream: StreamId) -> Route | Ignored:
-        route = self._routes.get(stream)
+    def route_for(self, catalog_stream: StreamId | None) -> Route | Ignored:
+        """The route of a catalog stream (`streams.catalog_stream` of a record's stream),
+        built at its first record."""
+        if catalog_stream is None:
+            return Ignored.NOT_IN_CATALOG
+        route = self._routes.get(catalog_stream)
         if route is not None:
             return route
-        if stream not in self._catalog:
-            return Ignored.NOT_IN_CATALOG
-        mapping = self._config.mapping_for(stream)
+        mapping = self.streams.mapping(catalog_stream)
         if mapping is None:
             return Ignored.NO_MAPPING
-        route = self._routes[stream] = self._build(stream, mapping)
+        route = self._routes[catalog_stream] = self._build(catalog_stream, mapping)
         self.built.append(route)
         return route
 
-    def for_state(self, stream: StreamId | None) -> list[Route]:
-        """The routes a state waits for: its stream's (by name too, as the catalog matches
-        by name when namespaces are rewritten), or every route for GLOBAL and legacy states."""
-        if stream is None:
-            return list(self.built)
-        exact = self._routes.get(stream)
-        if exact is not None:
-            return [exact]
-        return [route for route in self.built if route.stats.stream[1] == stream[1]]
+    def built_route(self, catalog_stream: StreamId | None) -> Route | None:
+        """The route of a catalog stream if it has had records, else None."""
+        return self._routes.get(catalog_stream) if catalog_stream is not None else None
 
     @property
     def paced_seconds(self) -> float:
@@ -200,7 +175,7 @@ class Routes:
                 endpoint.url,
                 self._config.app_id,
                 endpoint.bulk_key,
-                known_property_names(mapping, self._catalog.schema_of(stream)),
+                known_property_names(mapping, self.streams.schema(stream)),
                 shapes=stats.shapes,
                 preview=self._preview,
             )

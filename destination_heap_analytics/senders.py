@@ -8,9 +8,10 @@ loader keeps about its own running batches) changes under the pool's one conditi
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from destination_heap_analytics.sync_clock import Clock
 
@@ -26,13 +27,18 @@ class SenderPool:
         on busy senders (for example through a long retry), so progress can still be reported."""
         self._size = size
         self._clock = clock
-        self._executor = ThreadPoolExecutor(size, thread_name_prefix="heap-send")
+        self._executor = DaemonThreads(size, "heap-send")
         self._changed = threading.Condition()
         self._running = 0
         self._fatal: BaseException | None = None
         self._while_waiting = while_waiting
-        self.has_finished_batches = False
-        """Set when a batch ends; lets callers skip re-checking states when nothing changed."""
+        self._batches_ended = False
+
+    def batches_ended(self) -> bool:
+        """Has a batch ended since the last call? Lets the writer skip re-checking held states
+        when nothing changed."""
+        ended, self._batches_ended = self._batches_ended, False
+        return ended
 
     @property
     def in_flight(self) -> int:
@@ -62,7 +68,7 @@ class SenderPool:
                 on_end(done)
                 if self._fatal is None and not done.cancelled() and done.exception() is not None:
                     self._fatal = done.exception()
-                self.has_finished_batches = True
+                self._batches_ended = True
                 self._changed.notify_all()
 
         future.add_done_callback(ended)
@@ -98,3 +104,62 @@ class SenderPool:
         """Stop sending: wake sleeping retries and pacing, drop queued batches."""
         self._clock.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class DaemonThreads:
+    """A fixed set of sending threads that never keep the process alive.
+
+    `concurrent.futures.ThreadPoolExecutor` joins its threads when the interpreter exits, so a
+    sync stopped by SIGTERM or Ctrl-C while a request hangs in Heap would not exit until the
+    read timed out (60 s), long after the platform's grace period. A stopped sync abandons such
+    a request instead: its batch was never acknowledged, so no state covers it, and the next
+    sync sends it again.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Future, Callable[[], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True)
+            for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, task: Callable[[], None]) -> Future:
+        future: Future = Future()
+        self._tasks.put((future, task))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop the threads once they finish what they run; queued tasks are cancelled first
+        with `cancel_futures`, else run."""
+        if cancel_futures:
+            while True:
+                try:
+                    queued = self._tasks.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is not None:
+                    queued[0].cancel()
+        for _ in self._threads:
+            self._tasks.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _work(self) -> None:
+        while True:
+            queued = self._tasks.get()
+            if queued is None:
+                return
+            future, task = queued
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                task()
+            except BaseException as error:  # noqa: B036 - the future carries every failure
+                future.set_exception(error)
+            else:
+                future.set_result(None)

@@ -76,6 +76,12 @@ class SyncLog:
             "counted in the summary."
         )
 
+    def stream_entry_unmatched(self, entry: str) -> None:
+        self.warn(
+            f"The 'streams' entry for '{entry}' matches no stream of the configured catalog, so "
+            "it is not used; check its stream name and namespace."
+        )
+
     def stream_without_mapping(self, name: str) -> None:
         self.warn(
             f"Stream '{name}' has no mapping: it is not listed in 'streams' and there is no "

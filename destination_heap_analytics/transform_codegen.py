@@ -141,6 +141,16 @@ def _properties(source: _Source, mapping: ColumnMapping, rules: Rules) -> None:
             column, name = property_column.path, property_column.name
             below = frozenset(e for e in excluded if e.startswith(f"{column.name}."))
             _fetch(source, column, rules)
+            depth = len(column.segments) + 1
+            placement = f"{name!r}, value, stats, {depth}, {column.name!r}"
+            if below:
+                placement += f", {source.name('excluded', below)}"
+            if property_column.enclosed:  # rare: no inline case, the rules decide
+                source.add("if value is not None:")
+                source.add("produced = {}", 2)
+                source.add(f"put_value(produced, {placement})", 2)
+                source.add("merge_enclosed(properties, produced)", 2)
+                continue
             source.add("kind = value.__class__")
             source.add(
                 f"if kind is str and len(value) <= {heap_limits.MAX_PROPERTY_LENGTH} "
@@ -149,11 +159,7 @@ def _properties(source: _Source, mapping: ColumnMapping, rules: Rules) -> None:
             )
             source.add(f"properties[{name!r}] = value", 2)
             source.add("elif value is not None:")
-            depth = len(column.segments) + 1
-            arguments = f"properties, {name!r}, value, stats, {depth}, {column.name!r}"
-            if below:
-                arguments += f", {source.name('excluded', below)}"
-            source.add(f"put_value({arguments})", 2)
+            source.add(f"put_value(properties, {placement})", 2)
     if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
         source.add("drop_reserved_id(properties)")
 

@@ -25,6 +25,7 @@ import pendulum
 
 from destination_heap_analytics import heap_limits
 from destination_heap_analytics.config import ColumnMapping, ColumnPath
+from destination_heap_analytics.json_numbers import RawNumber
 from destination_heap_analytics.transform_codegen import compile_transform
 
 Getter = Callable[[dict], Any]
@@ -36,16 +37,19 @@ EPOCH_MILLISECONDS_THRESHOLD = 1e11
 MAX_KEY = heap_limits.MAX_PROPERTY_LENGTH
 MAX_VALUE = heap_limits.MAX_PROPERTY_LENGTH
 MAX_EXACT_INTEGER = heap_limits.MAX_EXACT_INTEGER
-MAX_DECIMAL_BITS = 3398
-"""Bits of the largest integer with at most 1023 digits (the longest value Heap takes)."""
+MAX_TEXT_BITS = (10**MAX_VALUE - 1).bit_length()
+"""Bits of the largest integer of MAX_VALUE digits: any integer with more bits has more digits
+than Heap takes in a value, so it is refused without being written out (3399)."""
 MAX_NESTING_DEPTH = 254
 """Containers on one path of a record that the connector will read through: orjson's own
 serialisation limit, applied to flattening too, so every path to the same record agrees."""
 
 TOO_DEEP = f"record nested more than {MAX_NESTING_DEPTH} levels deep"
 UNWRITABLE_NUMBER = "record holds a number that cannot be written as JSON"
+NUMBER_TOO_LONG = f"number longer than {MAX_VALUE} characters as text"
 EMPTY_NAME = "property name with an empty part"
 COLLIDING_NAME = "property names that collide after flattening (fewest parts kept)"
+ENCLOSED_COLLISION = "property names two nested columns give different values (outer column kept)"
 
 
 class InvalidRecord(Exception):
@@ -254,17 +258,32 @@ def put_scalar(out: dict, key: str, value: Any, stats: TransformStats) -> None:
             stats.truncated_values += 1
     elif kind is int:
         if not -MAX_EXACT_INTEGER <= value <= MAX_EXACT_INTEGER:
-            if value.bit_length() > MAX_DECIMAL_BITS:
-                stats.drop("integer of more than 1023 digits")
+            value = integer_text(value)  # exact digits: JSON readers round beyond 2**53
+            if value is None:
+                stats.drop(NUMBER_TOO_LONG)
                 return
-            value = str(value)  # exact digits: JSON readers round numbers beyond 2**53
     elif kind is float:
         if not math.isfinite(value):
             stats.drop("property value not a finite number")
             return
+    elif kind is RawNumber:  # beyond a double's range: its text, never infinity or null
+        if len(value.text) > MAX_VALUE:
+            stats.drop(NUMBER_TOO_LONG)
+            return
+        value = value.text
     elif kind is not bool:
         value = str(value)
     out[key] = value
+
+
+def integer_text(value: int) -> str | None:
+    """An integer's exact decimal text, or None when it is longer than a Heap value (the sign
+    counts: Heap stores the text). The bit length first refuses what is certainly too long, so
+    no integer beyond Python's conversion limit is ever written out."""
+    if value.bit_length() > MAX_TEXT_BITS:
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_VALUE else None
 
 
 def join_list(values: list, depth: int) -> str | None:
@@ -313,12 +332,31 @@ def put_value(
         put_scalar(out, name, value, stats)
 
 
+def merge_enclosed(out: dict, produced: dict, stats: TransformStats) -> None:
+    """The properties a column inside another listed column gave (`a.b` with `a`, see
+    `config.PropertyColumn.enclosed`, put in `produced` by `put_value`), added to those of the
+    columns before it. Both read the same part of the record, so they agree, except where a key
+    with dots gives one name two values (`{"a": {"b.c": 1, "b": {"c": 2}}}`): then the
+    enclosing column's value, already in `out`, is kept (of the paths under it, the one with
+    the fewest parts, as under `*`), and the other is counted."""
+    for key, leaf in produced.items():
+        held = out.get(key, ABSENT)
+        if held is ABSENT:
+            out[key] = leaf
+        elif held != leaf or type(held) is not type(leaf):  # True == 1, but not in JSON
+            stats.drop(ENCLOSED_COLLISION)
+
+
+ABSENT = object()
+
+
 # -- JSON of values ------------------------------------------------------------------------------
 def to_json(value: Any, depth: int = 1, sort_keys: bool = False) -> bytes:
     """Compact JSON of any JSON value, exact, or InvalidRecord (never another error).
 
-    orjson first; it refuses integers wider than 64 bits and nesting past its limit, which the
-    standard library then writes exactly, or the record is too deeply nested.
+    orjson first; it refuses integers wider than 64 bits, nesting past its limit and
+    `RawNumber`s, which the standard library then writes exactly (`exact_json` for a value that
+    holds a RawNumber), or the record is too deeply nested.
     """
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
@@ -327,12 +365,46 @@ def to_json(value: Any, depth: int = 1, sort_keys: bool = False) -> bytes:
     if depth - 1 + nesting_depth(value) > MAX_NESTING_DEPTH:
         raise InvalidRecord(TOO_DEEP)
     try:
-        text = json.dumps(
-            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = json.dumps(value, sort_keys=sort_keys, **STANDARD_JSON)
     except ValueError:  # an integer of more than 4300 digits, or a non-finite float
         raise InvalidRecord(UNWRITABLE_NUMBER) from None
+    except TypeError:  # a RawNumber, which json.dumps cannot write as a number
+        text = exact_json(value, sort_keys)
     return text.encode("utf-8", "surrogatepass")
+
+
+STANDARD_JSON: dict[str, Any] = {
+    "separators": (",", ":"),
+    "ensure_ascii": False,
+    "allow_nan": False,
+}
+"""The standard library's compact form, the one `to_json` has always hashed when orjson could
+not write a record: unchanged, so the idempotency keys of such records stay the same."""
+
+
+def exact_json(value: Any, sort_keys: bool) -> str:
+    """`json.dumps`'s compact form, with each RawNumber written as its literal: a record that
+    holds one hashes differently from every other record (no double or int prints as `1e400`
+    or with more than 4300 digits). Only for values `nesting_depth` has already bounded."""
+    kind = type(value)
+    if kind is RawNumber:
+        return value.text
+    if kind is dict:
+        pairs = sorted(value.items()) if sort_keys else value.items()
+        return (
+            "{"
+            + ",".join(
+                f"{json.dumps(key, **STANDARD_JSON)}:{exact_json(child, sort_keys)}"
+                for key, child in pairs
+            )
+            + "}"
+        )
+    if kind is list:
+        return "[" + ",".join(exact_json(child, sort_keys) for child in value) + "]"
+    try:
+        return json.dumps(value, **STANDARD_JSON)
+    except (ValueError, TypeError):  # as in `to_json`
+        raise InvalidRecord(UNWRITABLE_NUMBER) from None
 
 
 def nesting_depth(value: Any) -> int:
@@ -353,22 +425,25 @@ def nesting_depth(value: Any) -> int:
 def as_text(value: Any) -> str | None:
     """Identity, account id, event name: strings, or numbers written exactly as text; else None.
 
-    A float can stand for an integer only below 2**53; beyond, it is already rounded and two
-    distinct ids could have become one, so it is refused rather than guessed.
+    A float can stand for an integer only below 2**53: 2**53 itself is also what
+    `9007199254740993.0` parses to, so from there on two distinct ids could have become one,
+    and the value is refused rather than guessed. A number beyond a double's range
+    (`RawNumber`) is such a float too.
     """
     kind = type(value)
     if kind is str:
         return value
     if kind is int:
-        if value.bit_length() > MAX_DECIMAL_BITS:
-            return None
-        return str(value)
+        return integer_text(value)
     if kind is float and math.isfinite(value):
         if not value.is_integer():
             return repr(value)
-        if abs(value) <= MAX_EXACT_INTEGER:
+        if abs(value) < MAX_EXACT_INTEGER:
             return str(int(value))
     return None
+
+
+NUMBER_TYPES = (int, float, RawNumber)
 
 
 def required_text(value: Any, column: str, max_length: int | None) -> str:
@@ -376,7 +451,7 @@ def required_text(value: Any, column: str, max_length: int | None) -> str:
         raise InvalidRecord(f"{column} is missing or null")
     text = as_text(value)
     if text is None:
-        if type(value) is float or type(value) is int:
+        if type(value) in NUMBER_TYPES:
             raise InvalidRecord(f"{column} is a number too large to be written exactly")
         raise InvalidRecord(f"{column} is not a string or number")
     if not text or text.isspace():
@@ -503,6 +578,7 @@ def rules_for(stats: TransformStats, now: Callable[[], str]) -> dict[str, Any]:
         "read_timestamp": lambda value, column: read_timestamp(value, column, now),
         "is_canonical_timestamp": is_canonical_timestamp,
         "put_value": put_value,
+        "merge_enclosed": lambda out, produced: merge_enclosed(out, produced, stats),
         "flatten_value": flatten_value,
         "drop_reserved_id": lambda properties: drop_reserved_id(properties, stats),
         "compile_getter": compile_getter,

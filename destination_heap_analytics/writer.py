@@ -1,35 +1,56 @@
 """One sync's dispatch: each RECORD to its stream's route, each STATE to the gate.
 
-`destination.write` feeds every message in; the writer collects what must go back out (LOG and
-STATE messages, in order) and the destination yields it. All output is produced on the main
-thread; the sending threads only count. The writer builds nothing itself beyond wiring the parts
-together in `start`, and formats no text (that is `sync_log`'s).
+`run` is the one loop of a sync, used by `write` and by `preview` alike: it feeds every message
+in and yields what must go back out (LOG messages and states, in order), and it ends the same
+way whatever stops it. All output is produced on the main thread; the sending threads only
+count. The writer builds nothing itself beyond wiring the parts together in `start`, and formats
+no text (that is `sync_log`'s).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
-from airbyte_cdk.models import (
-    AirbyteMessage,
-    AirbyteStateStats,
-    ConfiguredAirbyteCatalog,
-    Type,
-)
+from airbyte_cdk.models import AirbyteMessage, ConfiguredAirbyteCatalog, Type
 
 from destination_heap_analytics.client import HeapClient
 from destination_heap_analytics.config import HeapConfig, StreamId
+from destination_heap_analytics.delivery import ChunkTally
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.routes import Ignored, Route, Routes
 from destination_heap_analytics.senders import SenderPool
-from destination_heap_analytics.state_gate import StateCounter, StateGate, stream_of
+from destination_heap_analytics.state_gate import EVERY_STREAM, HeldState, StateGate
+from destination_heap_analytics.state_message import EmittedState, StateKind, StateMessage
 from destination_heap_analytics.stats import InputStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock, SyncClock
 from destination_heap_analytics.sync_log import SyncLog
+from destination_heap_analytics.transformer import stream_key
 
 RECORD = Type.RECORD
+STATE = Type.STATE
 PROGRESS_CHECK_EVERY = 1024
 """Records between clock reads for the progress line."""
+
+Message = AirbyteMessage | StateMessage
+Output = AirbyteMessage | EmittedState
+
+
+class _Stream:
+    """What the writer knows of one (namespace, name) seen in the input: its catalog stream
+    (`key`, or the name itself when the catalog has none), its route or why it has none, the
+    tally of its current state chunk, and the stream part of its records' idempotency keys
+    (always the input's own namespace and name)."""
+
+    __slots__ = ("key", "route", "ignored", "tally", "stream_key")
+
+    def __init__(
+        self, stream: StreamId, key: StreamId, route: Route | Ignored, tally: ChunkTally
+    ) -> None:
+        self.stream_key = stream_key(*stream)
+        self.key = key
+        self.route = route if route.__class__ is Route else None
+        self.ignored = route if route.__class__ is Ignored else None
+        self.tally = tally
 
 
 class HeapWriter:
@@ -39,19 +60,20 @@ class HeapWriter:
         pool: SenderPool,
         stats: SyncStats,
         log: SyncLog,
-        output: list[AirbyteMessage],
+        output: list[Output],
         gate: StateGate,
     ) -> None:
         """`output` is where the log writes its lines; states join them there, in order."""
         self.output = output
         self._routes = routes
+        self._streams = routes.streams
         self._pool = pool
         self.stats = stats
         self._log = log
         self._gate = gate
-        self._counter = StateCounter()
-        self._count_for_state = self._counter.count
-        self._known: dict[StreamId, Route | Ignored] = {}
+        self._known: dict[StreamId, _Stream] = {}
+        self._tallies: dict[StreamId, ChunkTally] = {}
+        """The current chunk of each catalog stream (or unmatched name) seen so far."""
 
     @classmethod
     def start(
@@ -68,7 +90,7 @@ class HeapWriter:
         items for the `preview` command."""
         clock = clock or SyncClock()
         stats = SyncStats(input_stats, started=clock.now())
-        output: list[AirbyteMessage] = []
+        output: list[Output] = []
         log = SyncLog(stats, clock, output, dry_run=config.dry_run, preview=preview)
         pool = SenderPool(
             config.max_concurrent_requests,
@@ -79,6 +101,8 @@ class HeapWriter:
         writer = cls(routes, pool, stats, log, output, StateGate(withhold=config.dry_run))
         if config.dry_run:
             log.dry_run_started()
+        for entry in routes.streams.unmatched_entries():
+            log.stream_entry_unmatched(entry)
         for warning in routes.schema_warnings():
             log.warn(warning)
         if config.pacing_time_scale != 1.0:
@@ -88,8 +112,35 @@ class HeapWriter:
             )
         return writer
 
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, messages: Iterable[Message]) -> Iterator[Output]:
+        """Feed every message in and yield the output as it is produced; then the summary.
+
+        However the loop ends (the end of the input, an error in a batch, Ctrl-C or SIGTERM
+        raised while waiting), sending stops and every state whose records Heap acknowledged
+        goes out before the error travels on: acknowledged progress is never thrown away.
+        """
+        try:
+            for message in messages:
+                self.process(message)
+                if self.output:
+                    yield from self.take_output()
+            self.finish()
+        except GeneratorExit:
+            self.stop()
+            raise
+        except BaseException:
+            self.stop()
+            yield from self.take_output()
+            yield from self.summary()
+            raise
+        finally:
+            self.close()
+        yield from self.take_output()
+        yield from self.summary()
+
     # -- input ------------------------------------------------------------------------------
-    def process(self, message: AirbyteMessage) -> None:
+    def process(self, message: Message) -> None:
         """Runs once per message; a RECORD is handled inline, with plain attribute and dict
         operations, since this is the per-record path."""
         stats = self.stats
@@ -99,31 +150,42 @@ class HeapWriter:
             stats.records += 1
             row = stats.records
             stream = (record.namespace, record.stream)
-            self._count_for_state(stream)
-            route = self._known.get(stream)
+            known = self._known.get(stream)
+            if known is None:
+                known = self._admit(stream)
+            known.tally.received += 1
+            route = known.route
             if route is None:
-                route = self._admit(stream)
-            if route.__class__ is Ignored:
-                self._count_ignored(stream, route)
+                self._count_ignored(known)
             else:
-                invalid = route.process_record(record.data, row)
+                invalid = route.process_record(record.data, row, known.stream_key)
                 if invalid is not None:
+                    known.tally.invalid += 1
                     self._log.invalid_row(row, invalid)
                 if row % PROGRESS_CHECK_EVERY == 0:
                     self._progress()
-        elif message.type == Type.STATE:
+        elif message.type == STATE:
             self.process_state(message)
-        if self._gate.holding and self._pool.has_finished_batches:
+        if self._gate.holding and self._pool.batches_ended():
             self._release_states()
 
-    def process_state(self, message: AirbyteMessage) -> None:
+    def process_state(self, state: StateMessage) -> None:
         """Drain on state: the pending batches it depends on leave now; the state waits for
-        their acknowledgement."""
-        state = message.state
-        count = self._counter.take(state, self.stats.records)
-        state.destinationStats = AirbyteStateStats(recordCount=float(count))
-        routes = self._routes.for_state(stream_of(state))
-        self._gate.hold(message, [(route.loader, route.loader.drain()) for route in routes])
+        their acknowledgement, and its chunk's tallies are closed."""
+        if state.kind is StateKind.STREAM:
+            key = self._streams.catalog_stream(state.stream) or state.stream
+            keys = [key]
+        else:
+            key = EVERY_STREAM
+            keys = list(self._tallies)
+        waits = []
+        tallies = []
+        for chunk_key in keys:
+            route = self._routes.built_route(chunk_key)
+            if route is not None:
+                waits.append((route.loader, route.loader.drain()))
+            tallies.append(self._close_chunk(chunk_key))
+        self._gate.hold(HeldState(state, waits, tallies, key))
         self._release_states()
         self._progress()
 
@@ -138,15 +200,19 @@ class HeapWriter:
         self._release_states()
         self._report_rejections()
 
-    def abort(self) -> None:
+    def stop(self) -> None:
+        """The sync is ending early: stop sending, then release every state whose records Heap
+        acknowledged (their batches finished before the stop), without raising the error that
+        is ending the sync; it is already on its way."""
         self._pool.abort()
+        self._release_states(raise_errors=False)
         self._report_rejections()
 
     def close(self) -> None:
         self._routes.close()
 
     # -- output -----------------------------------------------------------------------------
-    def take_output(self) -> list[AirbyteMessage]:
+    def take_output(self) -> list[Output]:
         taken = self.output[:]
         self.output.clear()
         return taken
@@ -155,21 +221,43 @@ class HeapWriter:
         return self._log.summary(self._routes.paced_seconds, self._gate.withheld)
 
     # -- internals ----------------------------------------------------------------------------
-    def _admit(self, stream: StreamId) -> Route | Ignored:
-        route = self._known[stream] = self._routes.route_for(stream)
+    def _admit(self, stream: StreamId) -> _Stream:
+        catalog_stream = self._streams.catalog_stream(stream)
+        key = catalog_stream or stream
+        route = self._routes.route_for(catalog_stream)
         if route is Ignored.NOT_IN_CATALOG:
             self._log.stream_not_in_catalog(stream[1])
         elif route is Ignored.NO_MAPPING:
             self._log.stream_without_mapping(stream[1])
-        else:
+        elif all(known is not route.stats for known in self.stats.routes):
             self.stats.routes.append(route.stats)
-        return route
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = ChunkTally()
+        if route.__class__ is Route:
+            route.loader.tally = tally
+        known = self._known[stream] = _Stream(stream, key, route, tally)
+        return known
 
-    def _count_ignored(self, stream: StreamId, why: Ignored) -> None:
-        if why is Ignored.NOT_IN_CATALOG:
-            self.stats.ignored_streams[stream[1]] += 1
+    def _close_chunk(self, key: StreamId) -> ChunkTally:
+        """The tally of a stream's chunk that a state now reports; its later records start a
+        new one (the route's pending batch was drained first, so no batch spans two chunks)."""
+        closed = self._tallies.get(key) or ChunkTally()
+        fresh = self._tallies[key] = ChunkTally()
+        route = self._routes.built_route(key)
+        if route is not None:
+            route.loader.tally = fresh
+        for known in self._known.values():
+            if known.key == key:
+                known.tally = fresh
+        return closed
+
+    def _count_ignored(self, known: _Stream) -> None:
+        name = known.key[1]
+        if known.ignored is Ignored.NOT_IN_CATALOG:
+            self.stats.ignored_streams[name] += 1
         else:
-            self.stats.unmapped_streams[stream[1]] += 1
+            self.stats.unmapped_streams[name] += 1
 
     def _log_column_warnings(self, route: Route, final: bool = False) -> None:
         """Once a route has sampled its first records (or at the end, whatever it saw)."""
@@ -177,9 +265,8 @@ class HeapWriter:
             for warning in route.column_report.warnings():
                 self._log.warn(warning)
 
-    def _release_states(self) -> None:
-        self._pool.has_finished_batches = False
-        released = self._gate.release()
+    def _release_states(self, raise_errors: bool = True) -> None:
+        released = self._gate.release(raise_errors)
         if released:
             self._report_rejections()
             self.output += released

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from integration_tests.heap_sandbox import HeapSandbox
+from integration_tests.s3_server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_files"
@@ -30,6 +32,21 @@ def sandbox() -> Iterator[HeapSandbox]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 on 127.0.0.1 (its own process), shared by the session; tests use own buckets."""
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on `s3_server`."""
+    name = f"rejected-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(name)
+    return name
+
+
 @dataclass
 class CliRun:
     returncode: int
@@ -38,7 +55,7 @@ class CliRun:
 
     @property
     def messages(self) -> list[dict]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in self.stdout.split("\n") if line.startswith("{")]
 
     def of_type(self, kind: str) -> list[dict]:
         return [m for m in self.messages if m["type"] == kind]

@@ -1,18 +1,80 @@
-"""A local, Heap-compatible ingestion server for demos, tests and benchmarks.
+"""A local, Heap-compatible server for demos, tests and benchmarks.
 
 Heap offers no sandbox and silently accepts unknown app_ids, so the connector cannot be
 exercised against the real service without polluting a real environment. This module mimics
-the documented contract of Heap's server-side API (``/api/track``, ``/api/add_user_properties``,
-``/api/add_account_properties``, single and bulk forms) strictly, records what it accepted, and
-can inject the failures Heap does not document (429, 5xx, dropped connections, rate limits) so
-retry and idempotency behaviour can be tested deterministically.
+the documented contract of Heap's server-side APIs strictly, records what it accepted, and can
+inject the failures Heap does not document (429, 5xx, dropped connections, rate limits) so retry
+and idempotency behaviour can be tested deterministically. The endpoints (their names, used by
+the ``endpoints`` fault scope, the script and the per-endpoint counters, in brackets):
 
-It deliberately depends only on the standard library (plus orjson when available) and never
-imports the connector package, so it can judge the connector from the outside.
+- ``POST /api/track`` [track], ``/api/add_user_properties`` [add_user_properties] and
+  ``/api/add_account_properties`` [add_account_properties], single and bulk forms (1000 items).
+  A track event names its user by ``identity`` or by ``user_id`` (the string form of an integer
+  from 0 to 2**53-1, never a JSON number), exactly one of the two, in both forms.
+- ``POST /api/v1/identify`` [identify]: ``app_id``, ``identity``, ``user_id`` (string form, as on
+  track), optional ``timestamp``; one pair a request (no bulk form); ``200 {}``. Heap's two
+  ignore rules are applied as Heap applies them, silently (still ``200 {}``): a second identity
+  for a ``user_id`` is ignored, and so is an 11th ``user_id`` for one identity within a month
+  (a rolling 30 days of the sandbox clock). Every call is recorded with its outcome:
+  ``applied``, ``repeated`` (the pair was already applied), ``ignored_identity_taken`` or
+  ``ignored_user_id_limit``. Track items are not rewritten by an applied pair.
+- ``POST /api/public/v0/auth_token`` [auth_token]: HTTP Basic ``app_id:api_key`` answers
+  ``200 {"access_token": "…"}``; a missing, malformed or wrong credential answers 401. Valid
+  keys are configured per app_id (none by default, so every credential is refused). A token
+  lives 5 minutes (configurable) of the sandbox clock, which tests can advance.
+- ``POST /api/public/v0/user_deletion`` [user_deletion] with ``Authorization: Bearer <token>``:
+  ``{"users": [{"identity": "…"} | {"user_id": 123}, …]}``, 1 to 10,000 users, each with exactly
+  one of the two; ``user_id`` is a JSON integer from 0 to 2**53-1 here (Heap's example sends a
+  number, unlike track and identify). A missing, unknown or expired token answers 401 (checked
+  before the body). Success answers ``201`` with ``deletion_request_id`` (a fresh UUID),
+  ``deletion_request_location`` (the status path) and ``status: "pending"``. Deletions are
+  recorded, not applied: accepted items stay as they were, so a test can compare both.
+- ``GET /api/public/v0/deletion_status/<id>`` [deletion_status], Bearer auth: ``200 {"status":
+  "pending"}`` for a request of the token's app, 404 otherwise.
+
+Errors of the three User Deletion endpoints are ``{"err": {"message": …}}`` as Heap documents
+them; identify and the ingestion APIs answer ``{"message": …}`` (text for account properties).
 
 Run it out of process with::
 
-    python -m integration_tests.heap_sandbox --port 0
+    python -m integration_tests.heap_sandbox --port 0 [--api-key APP_ID:KEY ...]
+
+Control API (never subject to faults), JSON in and out:
+
+- ``GET /_sandbox/state`` (counters, accepted ingestion items, request log),
+  ``GET /_sandbox/counters``, ``GET|POST /_sandbox/faults``, ``POST /_sandbox/reset``.
+- ``GET /_sandbox/events?user_id=…`` or ``?identity=…``: ``{"events": [...]}``, accepted track
+  items of that user.
+- ``GET /_sandbox/identify``: ``{"calls": [{app_id, identity, user_id, [timestamp], outcome,
+  received_at}], "applied": {"<app_id>": {"<user_id>": "<identity>"}}}``.
+- ``GET /_sandbox/deletions``: ``{"requests": [{deletion_request_id, app_id, users,
+  token_number, received_at}]}``.
+- ``GET|POST /_sandbox/auth``: ``{"api_keys": {"<app_id>": ["key", ...]},
+  "token_lifetime_seconds": 300}`` (POST sets either; ``api_keys`` replaces the whole map) and
+  answers those plus ``"tokens": [{number, app_id, issued_at, expires_at, valid}]``.
+  ``POST /_sandbox/auth/expire`` expires every token issued so far: ``{"expired": n}``.
+- ``GET|POST /_sandbox/clock``: ``{"advance_seconds": s}`` moves the sandbox clock (token expiry
+  and the identify month) forward; answers ``{"offset_seconds": …, "now": …}``.
+- ``GET|POST /_sandbox/script``: ``{"endpoint": "<name>", "answers": [answer, ...]}`` queues
+  answers for that endpoint's next requests, one consumed per request, before any other fault;
+  an answer is one of ``{"pass": true}`` (handled as usual), ``{"status": 400..599, "message"?,
+  "retry_after"?}``, ``{"drop": true}`` (nothing stored), ``{"drop_after_store": true}``,
+  ``{"hang": true}`` (held unanswered until released, reset or stopped, then dropped; nothing
+  stored) or
+  ``{"expire_token": true}`` (Bearer endpoints: the presented token expires, so the request
+  answers 401 and so does any retry with that token), each with an optional ``"times": n``.
+  Answers ``{"queued": {"<name>": [answer, ...]}, "hanging": n}``.
+- ``POST /_sandbox/release`` lets hung requests go (``{"released": n}``);
+  ``POST /_sandbox/wait_hanging`` ``{"count": 1, "timeout_seconds": 10}`` waits until that many
+  requests hang: ``{"hanging": n, "reached": bool}``.
+
+In process, ``HeapSandbox`` offers the same: ``events``, ``identify_calls``, ``identities``,
+``deletion_requests``, ``auth``, ``set_auth``, ``expire_tokens``, ``clock``, ``advance_clock``,
+``script``, ``scripted``, ``release`` and ``wait_hanging``.
+
+The ``endpoints`` fault setting (a list of endpoint names, or null for all) scopes every other
+fault setting, e.g. ``{"fixed_status": 503, "endpoints": ["user_deletion"]}``; the rate limit
+applies to the ingestion APIs and identify only (Heap documents none for the others).
 
 Where this sandbox is stricter or more specific than Heap's documentation:
 
@@ -21,14 +83,22 @@ Where this sandbox is stricter or more specific than Heap's documentation:
   refused item (to test that the connector never logs what a server quotes back);
 - a bulk body with one invalid item is rejected as a whole (the worst case, as Heap does not
   document partial failures);
+- ``user_id`` must be in canonical decimal form (no sign, no leading zero);
+- a user deletion body holds only ``users`` (the token names the app) and more than 10,000
+  users is a 400 (Heap documents only the limit);
 - rate limiting answers 429 with ``Retry-After`` (Heap documents neither);
 - the rate limiter keeps separate windows per endpoint and app_id, because Heap documents its
   limits per API.
+
+It deliberately depends only on the standard library (plus orjson when available) and never
+imports the connector package, so it can judge the connector from the outside.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import dataclasses
 import email.utils
 import gc
@@ -36,12 +106,16 @@ import json
 import math
 import random
 import re
+import secrets
 import signal
 import socket
 import sys
 import threading
 import time
+import urllib.parse
+import uuid
 from collections import deque
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,9 +143,26 @@ MAX_EVENT_CHARS = 1024
 MAX_IDENTITY_CHARS = 255
 MAX_PROPERTY_CHARS = 1023
 MAX_USER_ID = 2**53 - 1
+MAX_DELETION_USERS = 10_000
+MAX_USER_IDS_PER_IDENTITY = 10
+IDENTIFY_WINDOW_SECONDS = 30 * 24 * 3600.0
+"""Heap's "per month" for the 10 user_ids an identity may gather, taken as a rolling 30 days."""
+TOKEN_LIFETIME_SECONDS = 300.0
 
 API_TYPES = ("track", "add_user_properties", "add_account_properties")
 API_PATHS = {f"/api/{name}": name for name in API_TYPES}
+DELETION_STATUS_PREFIX = "/api/public/v0/deletion_status/"
+ENDPOINT_PATHS = {
+    **API_PATHS,
+    "/api/v1/identify": "identify",
+    "/api/public/v0/auth_token": "auth_token",
+    "/api/public/v0/user_deletion": "user_deletion",
+}
+ENDPOINTS = (*API_TYPES, "identify", "auth_token", "user_deletion", "deletion_status")
+"""Every endpoint's name, as used by the ``endpoints`` fault scope, the script and counters."""
+BEARER_ENDPOINTS = frozenset({"user_deletion", "deletion_status"})
+ERR_ENDPOINTS = frozenset({"auth_token", *BEARER_ENDPOINTS})
+"""The User Deletion API's endpoints, whose error bodies are ``{"err": {"message": ...}}``."""
 ARRAY_KEYS = {
     "track": "events",
     "add_user_properties": "users",
@@ -84,6 +175,8 @@ _TRACK_FIELDS = frozenset(
 )
 _USER_FIELDS = frozenset({"identity", "properties"})
 _ACCOUNT_FIELDS = frozenset({"account_id", "properties"})
+_IDENTIFY_FIELDS = frozenset({"identity", "user_id", "timestamp"})
+_DELETION_USER_FIELDS = frozenset({"identity", "user_id"})
 _TIMESTAMP_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}T", re.ASCII)
 _NAME_PREVIEW = 100  # longest field name echoed in a location
 
@@ -190,11 +283,27 @@ def _check_string(item: dict, field: str, max_chars: int | None, required: bool)
 
 
 def _check_user_id(value: Any) -> None:
-    """Heap's user_id is the string form of an integer in 0..2**53-1."""
+    """Heap's user_id (track, identify) is the string form of an integer in 0..2**53-1.
+
+    The string form of an integer is read as its canonical decimal: no sign, no leading zero.
+    """
     if type(value) is not str:
         raise _ItemError("user_id", "must be a string")
-    if not (value.isascii() and value.isdigit()) or len(value) > 16 or int(value) > MAX_USER_ID:
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > 16
+        or (value[0] == "0" and len(value) > 1)
+        or int(value) > MAX_USER_ID
+    ):
         raise _ItemError("user_id", "must be the string form of an integer from 0 to 2**53-1")
+
+
+def _check_user_id_number(value: Any) -> None:
+    """The User Deletion API's user_id is a JSON integer (Heap's example: ``{"user_id": 123}``)."""
+    if type(value) is not int:
+        raise _ItemError("user_id", "must be an integer (a JSON number, not a string)")
+    if not 0 <= value <= MAX_USER_ID:
+        raise _ItemError("user_id", "must be an integer from 0 to 2**53-1")
 
 
 def _check_timestamp(value: Any) -> None:
@@ -258,10 +367,35 @@ def _validate_account(item: dict) -> None:
     _check_properties(item["properties"], reserve_id=False)
 
 
+def _validate_identify(item: dict) -> None:
+    """Validate an identify body without its app_id: one identity and one user_id."""
+    _check_unknown(item, _IDENTIFY_FIELDS)
+    _check_string(item, "identity", MAX_IDENTITY_CHARS, required=True)
+    if "user_id" not in item:
+        raise _ItemError("user_id", "required")
+    _check_user_id(item["user_id"])
+    if "timestamp" in item:
+        _check_timestamp(item["timestamp"])
+
+
+def _validate_deletion_user(item: dict) -> None:
+    """Validate one user to delete: exactly one of identity and user_id."""
+    _check_unknown(item, _DELETION_USER_FIELDS)
+    if "identity" in item:
+        if "user_id" in item:
+            raise _ItemError("identity", "identity and user_id cannot both be provided")
+        _check_string(item, "identity", MAX_IDENTITY_CHARS, required=True)
+    elif "user_id" in item:
+        _check_user_id_number(item["user_id"])
+    else:
+        raise _ItemError("identity", "identity or user_id is required")
+
+
 _VALIDATORS = {
     "track": _validate_track,
     "add_user_properties": _validate_user,
     "add_account_properties": _validate_account,
+    "identify": _validate_identify,
 }
 
 
@@ -293,14 +427,19 @@ def _validate_bulk(api_type: str, array_key: str, body: dict) -> list[dict]:
     for key in body:
         if key != "app_id" and key != array_key:
             raise ValidationError(f"{_name(key)}: unexpected top-level key in bulk form")
-    items = body[array_key]
+    return _validate_items(array_key, body[array_key], _VALIDATORS[api_type], MAX_BULK_ITEMS)
+
+
+def _validate_items(
+    array_key: str, items: Any, validate: Callable[[dict], None], max_items: int
+) -> list[dict]:
+    """Validate an array of 1 to ``max_items`` items; the first bad item rejects them all."""
     if type(items) is not list:
         raise ValidationError(f"{array_key}: must be an array")
     if not items:
         raise ValidationError(f"{array_key}: must contain at least 1 item")
-    if len(items) > MAX_BULK_ITEMS:
-        raise ValidationError(f"{array_key}: more than {MAX_BULK_ITEMS} items")
-    validate = _VALIDATORS[api_type]
+    if len(items) > max_items:
+        raise ValidationError(f"{array_key}: more than {max_items} items")
     for index, item in enumerate(items):
         if type(item) is not dict:
             raise ValidationError(f"{array_key}[{index}]: must be an object")
@@ -332,11 +471,58 @@ def validate_body(api_type: str, body: Any) -> tuple[str | int, str, list[dict]]
     return app_id, "single", _validate_single(api_type, body)
 
 
-def _shape(api_type: str, body: Any) -> tuple[str | None, int]:
-    """Describe a body for the request log, even when it is invalid."""
+def validate_identify_body(body: Any) -> tuple[str | int, dict]:
+    """Validate an identify body; return ``(app_id, item)`` or raise. There is no bulk form."""
+    if type(body) is not dict:
+        raise ValidationError("body: must be a JSON object (identify has no bulk form)")
+    for key, value in body.items():
+        if type(value) is list and key != "app_id" and key not in _IDENTIFY_FIELDS:
+            raise ValidationError(f"{_name(key)}: identify has no bulk form")
+    app_id = _check_app_id(body)
+    [item] = _validate_single("identify", body)
+    return app_id, item
+
+
+def _validated_items(endpoint: str, body: Any) -> tuple[str | int, list[dict]]:
+    """``(app_id, items)`` of an ingestion or identify body (identify has one item)."""
+    if endpoint == "identify":
+        app_id, item = validate_identify_body(body)
+        return app_id, [item]
+    app_id, _form, items = validate_body(endpoint, body)
+    return app_id, items
+
+
+def validate_deletion_body(body: Any) -> list[dict]:
+    """Validate a user deletion body; return its users or raise.
+
+    Only ``users`` is allowed: the bearer token, not the body, names the app.
+    """
+    if type(body) is not dict:
+        raise ValidationError("body: must be a JSON object")
+    for key in body:
+        if key != "users":
+            raise ValidationError(f"{_name(key)}: unexpected top-level key (only users)")
+    if "users" not in body:
+        raise ValidationError("users: required")
+    return _validate_items("users", body["users"], _validate_deletion_user, MAX_DELETION_USERS)
+
+
+def _shape(endpoint: str, body: Any) -> tuple[str | None, int]:
+    """Describe a body for the request log, even when it is invalid.
+
+    Identify is always single; a user deletion is bulk when it carries a ``users`` array; an
+    auth_token or deletion_status request has no form.
+    """
+    if endpoint == "identify":
+        return "single", 1
     if type(body) is not dict:
         return None, 0
-    items = body.get(ARRAY_KEYS[api_type])
+    if endpoint == "user_deletion":
+        users = body.get("users")
+        return ("bulk", len(users)) if type(users) is list else (None, 0)
+    if endpoint not in ARRAY_KEYS:
+        return None, 0
+    items = body.get(ARRAY_KEYS[endpoint])
     if items is not None:
         return "bulk", len(items) if type(items) is list else 0
     return "single", 1
@@ -365,6 +551,11 @@ class Faults:
     echo_refused: str | None = None
     echo_cut: int | None = None
     seed: int | None = None
+    endpoints: tuple[str, ...] | None = None  # the endpoints the other settings apply to
+
+    def applies_to(self, endpoint: str) -> bool:
+        """Whether these faults apply to ``endpoint`` (None scopes them to every endpoint)."""
+        return self.endpoints is None or endpoint in self.endpoints
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly copy for the control endpoint."""
@@ -436,6 +627,15 @@ def _check_echo(echo_refused: Any, echo_cut: Any) -> None:
         raise ValueError("echo_cut must be a non-negative integer or None")
 
 
+def _normalise_endpoints(value: Any) -> tuple[str, ...] | None:
+    """endpoints: None (every endpoint) or a non-empty list of names from ENDPOINTS."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not value or not set(value) <= set(ENDPOINTS):
+        raise ValueError(f"endpoints must be None or a non-empty list of {list(ENDPOINTS)}")
+    return tuple(value)
+
+
 def merge_faults(current: Faults, **changes: Any) -> Faults:
     """Return ``current`` updated with ``changes`` after validating every setting."""
     unknown = set(changes) - FAULT_NAMES
@@ -457,7 +657,50 @@ def merge_faults(current: Faults, **changes: Any) -> Faults:
         raise ValueError("reject_marker must be a non-empty string or None")
     _check_fixed(merged.fixed_status, merged.fixed_message, merged.fixed_reason)
     _check_echo(merged.echo_refused, merged.echo_cut)
-    return dataclasses.replace(merged, rate_limit=_normalise_rate_limit(merged.rate_limit))
+    return dataclasses.replace(
+        merged,
+        rate_limit=_normalise_rate_limit(merged.rate_limit),
+        endpoints=_normalise_endpoints(merged.endpoints),
+    )
+
+
+ANSWER_ACTIONS = ("pass", "status", "drop", "drop_after_store", "hang", "expire_token")
+"""What a scripted answer does to one request (see the module docstring)."""
+
+
+def normalise_answer(endpoint: str, answer: Any) -> tuple[dict[str, Any], int]:
+    """Validate one scripted answer for ``endpoint``; return it without ``times``, and ``times``.
+
+    An answer has exactly one action; flags take ``true``; ``status`` is an error status and
+    alone may carry ``message`` and ``retry_after``.
+    """
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {list(ENDPOINTS)}")
+    if not isinstance(answer, dict):
+        raise ValueError("an answer must be an object")
+    answer = dict(answer)
+    times = answer.pop("times", 1)
+    if type(times) is not int or times < 1:
+        raise ValueError("times must be a positive integer")
+    actions = [name for name in ANSWER_ACTIONS if name in answer]
+    if len(actions) != 1:
+        raise ValueError(f"an answer needs exactly one of {list(ANSWER_ACTIONS)}")
+    [action] = actions
+    extras = set(answer) - {action} - ({"message", "retry_after"} if action == "status" else set())
+    if extras:
+        raise ValueError(f"unknown answer fields: {sorted(extras)}")
+    if action == "status":
+        status = answer["status"]
+        if type(status) is not int or not 400 <= status <= 599:
+            raise ValueError("status must be an error status from 400 to 599")
+        if not isinstance(answer.get("message", ""), str):
+            raise ValueError("message must be a string")
+        _check_retry_after(answer.get("retry_after"))
+    elif answer[action] is not True:
+        raise ValueError(f"{action} must be true")
+    if action == "expire_token" and endpoint not in BEARER_ENDPOINTS:
+        raise ValueError(f"expire_token applies only to {sorted(BEARER_ENDPOINTS)}")
+    return answer, times
 
 
 class _Window:
@@ -571,6 +814,27 @@ class _Roll:
 
 
 _DROP = _Reply(status=0, drop=True)
+_NO_FAULTS = Faults()
+_NO_ROLL = _Roll(False, False, False, None)
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class _Request:
+    """One HTTP request as the sandbox sees it; ``headers`` looks names up case-insensitively."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    raw: bytes
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("Content-Type")
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("Authorization")
 
 
 def _json_reply(status: int, obj: Any, **kwargs: Any) -> _Reply:
@@ -578,11 +842,26 @@ def _json_reply(status: int, obj: Any, **kwargs: Any) -> _Reply:
     return _Reply(status=status, body=_dumps(obj), **kwargs)
 
 
-def _api_error(api_type: str, status: int, message: str, **kwargs: Any) -> _Reply:
-    """An error in the endpoint's own style: text for accounts, JSON elsewhere."""
-    if api_type == TEXT_API:
+def _api_error(endpoint: str, status: int, message: str, **kwargs: Any) -> _Reply:
+    """An error in the endpoint's own style: text for accounts, ``{"err": {"message"}}`` for the
+    User Deletion API, ``{"message"}`` elsewhere."""
+    if endpoint == TEXT_API:
         return _Reply(status, message.encode(), "text/plain; charset=utf-8", **kwargs)
+    if endpoint in ERR_ENDPOINTS:
+        return _json_reply(status, {"err": {"message": message}}, **kwargs)
     return _json_reply(status, {"message": message}, **kwargs)
+
+
+def _unauthorized(endpoint: str, message: str) -> _Reply:
+    """A 401 from the User Deletion API's credential checks."""
+    scheme = "Basic" if endpoint == "auth_token" else "Bearer"
+    return _api_error(
+        endpoint,
+        401,
+        message,
+        headers=(("WWW-Authenticate", f'{scheme} realm="heap"'),),
+        counter="auth_refused_401",
+    )
 
 
 def _api_ok(api_type: str) -> _Reply:
@@ -628,12 +907,75 @@ def _parse(raw: bytes) -> Any:
         return _UNPARSEABLE
 
 
+def _unreadable(endpoint: str, request: _Request, body: Any) -> _Reply | None:
+    """The 400 for a body that is not declared or not parsed as JSON, or None."""
+    if not _is_json(request.content_type):
+        return _api_error(endpoint, 400, "Content-Type: must be application/json")
+    if body is _UNPARSEABLE:
+        return _api_error(endpoint, 400, "body: invalid JSON")
+    return None
+
+
+def _rate_limited(endpoint: str, wait: float) -> _Reply:
+    """The rate limiter's 429, with the whole seconds to wait."""
+    headers = (("Retry-After", str(max(1, math.ceil(wait)))),)
+    return _api_error(
+        endpoint, 429, "rate limit exceeded", headers=headers, counter="rate_limited_429"
+    )
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(app_id, api_key)`` from an HTTP Basic Authorization header, or None if malformed."""
+    scheme, _, encoded = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    app_id, colon, api_key = decoded.partition(":")
+    if not colon or not app_id or not api_key:
+        return None
+    return app_id, api_key
+
+
+def _bearer_token(header: str | None) -> str | None:
+    """The token of a ``Bearer <token>`` Authorization header, or None."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _endpoint_of(path: str) -> str | None:
+    """The endpoint a path names, or None (a status path needs a request id)."""
+    endpoint = ENDPOINT_PATHS.get(path)
+    if endpoint is None and path.startswith(DELETION_STATUS_PREFIX):
+        request_id = path.removeprefix(DELETION_STATUS_PREFIX)
+        if request_id and "/" not in request_id:
+            return "deletion_status"
+    return endpoint
+
+
+def _control_body(request: _Request, allowed: frozenset[str] | set[str] | None = None) -> dict:
+    """A control request's JSON object (an empty body is ``{}``), with only ``allowed`` keys."""
+    if not request.raw.strip():
+        return {}
+    body = _parse(request.raw)
+    if type(body) is not dict:
+        raise ValueError("body: must be a JSON object")
+    unknown = set(body) - allowed if allowed is not None else set()
+    if unknown:
+        raise ValueError(f"body: unknown keys {sorted(unknown)}")
+    return body
+
+
 def _marked_item(
     api_type: str, body: dict, items: list[dict], marker: str
 ) -> tuple[str, dict] | None:
     """The `reject_marker` fault: Heap refusing a valid-looking item for a reason of its own
     (undocumented rules exist). Returns the item's location and the item."""
-    bulk_key = ARRAY_KEYS[api_type] if ARRAY_KEYS[api_type] in body else None
+    array_key = "users" if api_type == "user_deletion" else ARRAY_KEYS.get(api_type)
+    bulk_key = array_key if array_key in body else None
     needle = marker.encode()
     for index, item in enumerate(items):
         if needle in _dumps(item):
@@ -656,6 +998,14 @@ def _refusal(api_type: str, location: str, item: dict, faults: Faults) -> _Reply
     return _api_error(api_type, 400, message)
 
 
+def _refused(endpoint: str, body: Any, items: list[dict], faults: Faults) -> _Reply | None:
+    """The reject_marker fault's 400 for the first marked item, or None."""
+    if faults.reject_marker is None:
+        return None
+    refused = _marked_item(endpoint, body, items, faults.reject_marker)
+    return None if refused is None else _refusal(endpoint, *refused, faults)
+
+
 def _new_counters() -> dict[str, int]:
     """Counters present from the start so clients can read them without defaults."""
     names = (
@@ -667,6 +1017,17 @@ def _new_counters() -> dict[str, int]:
         "rate_limited_429",
         "duplicates_ignored",
         "rejected_400",
+        "auth_refused_401",
+        "tokens_issued",
+        "identify_applied",
+        "identify_repeated",
+        "identify_ignored_identity_taken",
+        "identify_ignored_user_id_limit",
+        "deletion_requests",
+        "deletion_users",
+        "scripted",
+        "hung",
+        *(f"requests_{endpoint}" for endpoint in ENDPOINTS),
     )
     return dict.fromkeys(names, 0)
 
@@ -715,10 +1076,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._read_body()
         if raw is None:
             return
-        path = self.path.split("?", 1)[0]
-        reply = self.server.sandbox._route(
-            self.command, path, self.headers.get("Content-Type"), raw
-        )
+        path, _, query = self.path.partition("?")
+        reply = self.server.sandbox._route(_Request(self.command, path, query, self.headers, raw))
         if reply.drop:
             self.close_connection = True  # the server then closes the socket unanswered
             return
@@ -769,19 +1128,191 @@ class _SandboxServer(ThreadingHTTPServer):
 
 
 # --------------------------------------------------------------------------------------------
+# Identify, auth and script state (each guarded by the sandbox's lock)
+# --------------------------------------------------------------------------------------------
+
+
+class _Identities:
+    """The identify pairs Heap would apply, under its two silent ignore rules."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self._owner: dict[tuple[str, str], str] = {}  # (app_id, user_id) -> identity
+        self._linked: dict[tuple[str, str], list[float]] = {}  # (app_id, identity) -> clock times
+
+    def apply(self, app: str, identity: str, user_id: str, now: float) -> str:
+        """Apply one pair at sandbox-clock time ``now``; return the outcome.
+
+        A user_id keeps its first identity; an identity takes at most 10 new user_ids in any
+        30 days. A pair already applied is ``repeated`` and changes nothing.
+        """
+        owner = self._owner.get((app, user_id))
+        if owner is not None:
+            return "repeated" if owner == identity else "ignored_identity_taken"
+        linked = self._linked.setdefault((app, identity), [])
+        recent = sum(1 for at in linked if now - at < IDENTIFY_WINDOW_SECONDS)
+        if recent >= MAX_USER_IDS_PER_IDENTITY:
+            return "ignored_user_id_limit"
+        self._owner[(app, user_id)] = identity
+        linked.append(now)
+        return "applied"
+
+    def applied(self) -> dict[str, dict[str, str]]:
+        """``{app_id: {user_id: identity}}`` for every pair applied."""
+        result: dict[str, dict[str, str]] = {}
+        for (app, user_id), identity in self._owner.items():
+            result.setdefault(app, {})[user_id] = identity
+        return result
+
+
+@dataclasses.dataclass(slots=True)
+class _Token:
+    """An issued access token (its text is the key of ``_Auth._tokens``)."""
+
+    number: int  # 1 for the first token issued since the last reset
+    app_id: str
+    issued_at: float
+    expires_at: float
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "app_id": self.app_id,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "valid": now < self.expires_at,
+        }
+
+
+def normalise_api_keys(value: Any) -> dict[str, tuple[str, ...]]:
+    """Validate ``{app_id: [api_key, ...]}``; an integer app_id is taken as its string."""
+    if not isinstance(value, dict):
+        raise ValueError("api_keys must map each app_id to a list of api keys")
+    keys_by_app: dict[str, tuple[str, ...]] = {}
+    for app_id, keys in value.items():
+        app = str(app_id) if type(app_id) is int else app_id
+        if type(app) is not str or not app or ":" in app:
+            raise ValueError("api_keys: an app_id must be a non-empty string without ':'")
+        if not isinstance(keys, list | tuple) or not all(type(k) is str and k for k in keys):
+            raise ValueError("api_keys: each app_id needs a list of non-empty strings")
+        keys_by_app[app] = tuple(keys)
+    return keys_by_app
+
+
+def _check_lifetime(value: Any) -> float:
+    """A token lifetime is a positive number of seconds."""
+    if not _is_number(value) or value <= 0:
+        raise ValueError("token_lifetime_seconds must be a positive number")
+    return float(value)
+
+
+class _Auth:
+    """Valid api keys per app_id, and the tokens issued, on the sandbox clock."""
+
+    def __init__(self, api_keys: dict[str, tuple[str, ...]], lifetime: float) -> None:
+        self.api_keys = api_keys
+        self.lifetime = lifetime
+        self._tokens: dict[str, _Token] = {}
+
+    def issue(self, app_id: str, api_key: str, now: float) -> str | None:
+        """A new access token's text for valid credentials, or None."""
+        if api_key not in self.api_keys.get(app_id, ()):
+            return None
+        text = secrets.token_urlsafe(32)
+        self._tokens[text] = _Token(len(self._tokens) + 1, app_id, now, now + self.lifetime)
+        return text
+
+    def check(self, presented: str, now: float) -> tuple[_Token | None, str]:
+        """The valid token presented, or None and why it is refused."""
+        token = self._tokens.get(presented)
+        if token is None:
+            return None, "Unauthorized: unknown access token"
+        if now >= token.expires_at:
+            return None, "Unauthorized: the access token has expired"
+        return token, ""
+
+    def expire(self, presented: str | None, now: float) -> None:
+        """Expire one token now (nothing if it is unknown)."""
+        token = self._tokens.get(presented or "")
+        if token is not None:
+            token.expires_at = min(token.expires_at, now)
+
+    def expire_all(self, now: float) -> int:
+        """Expire every token now; return how many were still valid."""
+        valid = [token for token in self._tokens.values() if now < token.expires_at]
+        for token in valid:
+            token.expires_at = now
+        return len(valid)
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "api_keys": {app: list(keys) for app, keys in self.api_keys.items()},
+            "token_lifetime_seconds": self.lifetime,
+            "tokens": [token.as_dict(now) for token in self._tokens.values()],
+        }
+
+
+def _action_of(answer: dict[str, Any]) -> str:
+    """The action of a normalised scripted answer."""
+    return next(name for name in ANSWER_ACTIONS if name in answer)
+
+
+class _Script:
+    """Answers queued per endpoint, and the gate that hung requests wait on."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, deque[dict[str, Any]]] = {}
+        self.gate = threading.Event()
+        self.hanging = 0
+
+    def add(self, endpoint: str, answers: list[tuple[dict[str, Any], int]]) -> None:
+        queue = self.queues.setdefault(endpoint, deque())
+        for answer, times in answers:
+            queue.extend([answer] * times)
+
+    def next(self, endpoint: str) -> dict[str, Any] | None:
+        """Consume the endpoint's next answer, or None when none is queued."""
+        queue = self.queues.get(endpoint)
+        return queue.popleft() if queue else None
+
+    def release(self) -> int:
+        """Let every hung request go; return how many were hanging."""
+        released = self.hanging
+        self.gate.set()
+        self.gate = threading.Event()
+        return released
+
+    def as_dict(self) -> dict[str, Any]:
+        queued = {name: list(queue) for name, queue in self.queues.items() if queue}
+        return {"queued": queued, "hanging": self.hanging}
+
+
+# --------------------------------------------------------------------------------------------
 # The sandbox
 # --------------------------------------------------------------------------------------------
+
+_REQUEST_COUNTERS = {endpoint: f"requests_{endpoint}" for endpoint in ENDPOINTS}
+_REPLACING_ACTIONS = frozenset({"status", "drop", "hang"})
+"""Scripted actions that answer instead of the endpoint (no fault, no processing)."""
 
 
 class HeapSandbox:
     """A Heap-compatible server on 127.0.0.1 with in-process accessors and fault injection.
 
-    ``faults`` given to the constructor are the baseline that ``reset()`` restores (all off by
-    default), so a CLI-configured rate limit survives a reset between benchmark runs.
+    ``faults``, ``api_keys`` and ``token_lifetime_seconds`` given to the constructor are the
+    baseline that ``reset()`` restores (faults all off and no api key by default), so a
+    CLI-configured rate limit survives a reset between benchmark runs.
     """
 
     def __init__(
-        self, port: int = 0, *, record_bodies: bool = True, store_items: bool = True, **faults: Any
+        self,
+        port: int = 0,
+        *,
+        record_bodies: bool = True,
+        store_items: bool = True,
+        api_keys: dict[str | int, list[str]] | None = None,
+        token_lifetime_seconds: float = TOKEN_LIFETIME_SECONDS,
+        **faults: Any,
     ) -> None:
         """`store_items=False` counts accepted items without keeping them (a 1M-item benchmark
         would otherwise hold about 1 GB); idempotency keys are still remembered."""
@@ -789,9 +1320,13 @@ class HeapSandbox:
         self._record_bodies = record_bodies
         self._store_items = store_items
         self._baseline = merge_faults(Faults(), **faults)
+        self._baseline_keys = normalise_api_keys(api_keys or {})
+        self._baseline_lifetime = _check_lifetime(token_lifetime_seconds)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified when a request starts to hang
         self._server: _SandboxServer | None = None
         self._thread: threading.Thread | None = None
+        self._script = _Script()
         self._reset_locked()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -815,6 +1350,7 @@ class HeapSandbox:
         server, self._server = self._server, None
         if server is None:
             return
+        self.release()
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -851,6 +1387,29 @@ class HeapSandbox:
                 raise ValueError(f"api_type must be one of {API_TYPES}")
             return list(self._accepted[api_type])
 
+    def events(self, *, user_id: str | None = None, identity: str | None = None) -> list[dict]:
+        """Accepted track items of one user, named by exactly one of ``user_id`` and
+        ``identity`` (as sent: identify pairs do not rewrite them)."""
+        if (user_id is None) == (identity is None):
+            raise ValueError("give exactly one of user_id and identity")
+        field, value = ("user_id", user_id) if user_id is not None else ("identity", identity)
+        return [item for item in self.accepted("track") if item.get(field) == value]
+
+    def identify_calls(self) -> list[dict]:
+        """One record per accepted identify request, in order, with its ``outcome``."""
+        with self._lock:
+            return list(self._identities.calls)
+
+    def identities(self) -> dict[str, dict[str, str]]:
+        """The applied identify pairs: ``{app_id (as a string): {user_id: identity}}``."""
+        with self._lock:
+            return self._identities.applied()
+
+    def deletion_requests(self) -> list[dict]:
+        """One record per accepted user deletion request, in order."""
+        with self._lock:
+            return list(self._deletions)
+
     def requests_log(self) -> list[dict]:
         """One entry per non-control request, in completion order."""
         with self._lock:
@@ -873,8 +1432,105 @@ class HeapSandbox:
             if "seed" in changes:
                 self._rng = random.Random(self._faults.seed)
 
+    # ---- auth and clock ----------------------------------------------------------------------
+
+    def auth(self) -> dict[str, Any]:
+        """Api keys, token lifetime and the tokens issued (without their text)."""
+        with self._lock:
+            return self._auth.as_dict(self._now())
+
+    def set_auth(
+        self,
+        *,
+        api_keys: dict[str | int, list[str]] | None = None,
+        token_lifetime_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Replace the api keys and/or the lifetime of tokens issued from now on."""
+        keys = normalise_api_keys(api_keys) if api_keys is not None else None
+        lifetime = None
+        if token_lifetime_seconds is not None:
+            lifetime = _check_lifetime(token_lifetime_seconds)
+        with self._lock:
+            if keys is not None:
+                self._auth.api_keys = keys
+            if lifetime is not None:
+                self._auth.lifetime = lifetime
+        return self.auth()
+
+    def expire_tokens(self) -> int:
+        """Expire every token issued so far (as if 5 minutes had passed); return how many."""
+        with self._lock:
+            return self._auth.expire_all(self._now())
+
+    def clock(self) -> dict[str, float]:
+        """The sandbox clock: wall time plus the offset tests have advanced it by."""
+        with self._lock:
+            return {"offset_seconds": self._clock_offset, "now": self._now()}
+
+    def advance_clock(self, seconds: float) -> dict[str, float]:
+        """Move the sandbox clock forward (token expiry, the identify month)."""
+        if not _is_number(seconds) or seconds < 0:
+            raise ValueError("advance_seconds must be a non-negative number")
+        with self._lock:
+            self._clock_offset += seconds
+        return self.clock()
+
+    def _now(self) -> float:
+        return time.time() + self._clock_offset
+
+    # ---- script ------------------------------------------------------------------------------
+
+    def script(self, endpoint: str, *answers: dict[str, Any]) -> dict[str, Any]:
+        """Queue answers for ``endpoint``'s next requests (see the module docstring)."""
+        if not answers:
+            raise ValueError("answers must hold at least one answer")
+        normalised = [normalise_answer(endpoint, answer) for answer in answers]
+        with self._lock:
+            self._script.add(endpoint, normalised)
+        return self.scripted()
+
+    def scripted(self) -> dict[str, Any]:
+        """``{"queued": {endpoint: [answer, ...]}, "hanging": n}``."""
+        with self._lock:
+            return self._script.as_dict()
+
+    def release(self) -> int:
+        """Let hung requests go (they are dropped); return how many were hanging."""
+        with self._lock:
+            return self._script.release()
+
+    def wait_hanging(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Block until ``count`` requests hang (True) or ``timeout`` seconds pass (False)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._script.hanging >= count, timeout)
+
+    def wait_for_items(self, api_type: str, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` items of ``api_type`` were accepted (True), or
+        ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while len(self.accepted(api_type)) < count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _hang(self) -> None:
+        """Hold this request until released (by release(), reset() or stop())."""
+        with self._lock:
+            script = self._script
+            gate = script.gate
+            script.hanging += 1
+            self._counters["hung"] += 1
+            self._changed.notify_all()
+        gate.wait()
+        with self._lock:
+            script.hanging -= 1
+
+    # ---- reset and state ---------------------------------------------------------------------
+
     def reset(self) -> None:
-        """Clear items, log, counters, idempotency keys and limiter; restore baseline faults."""
+        """Clear items, log, counters, idempotency keys, limiter, identify pairs, deletions,
+        tokens, script and clock offset (hung requests are released); restore the baseline."""
         with self._lock:
             self._reset_locked()
 
@@ -886,6 +1542,12 @@ class HeapSandbox:
         self._rng = random.Random(self._faults.seed)
         self._idempotency: dict[str, set[str]] = {}
         self._limiter = _RateLimiter()
+        self._identities = _Identities()
+        self._deletions: list[dict] = []
+        self._auth = _Auth(self._baseline_keys, self._baseline_lifetime)
+        self._clock_offset = 0.0
+        self._script.release()
+        self._script = _Script()
 
     def _state(self) -> dict[str, Any]:
         with self._lock:
@@ -897,135 +1559,345 @@ class HeapSandbox:
 
     # ---- routing -----------------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, content_type: str | None, raw: bytes) -> _Reply:
+    def _route(self, request: _Request) -> _Reply:
         """Pick the control plane, an API endpoint, or 404/405."""
+        path = request.path
         if path.startswith("/_sandbox/"):
-            return self._control(method, path, raw)
-        api_type = API_PATHS.get(path)
-        if api_type is None:
-            return self._finish(path, _parse(raw), None, _json_reply(404, {"message": "not found"}))
-        if method != "POST":
+            return self._control(request)
+        endpoint = _endpoint_of(path)
+        if endpoint is None:
+            reply = _json_reply(404, {"message": "not found"})
+            return self._finish(path, _parse(request.raw), None, reply)
+        allowed = "GET" if endpoint == "deletion_status" else "POST"
+        if request.method != allowed:
             reply = _json_reply(
-                405, {"message": "method not allowed"}, headers=(("Allow", "POST"),)
+                405, {"message": "method not allowed"}, headers=(("Allow", allowed),)
             )
-            return self._finish(path, _parse(raw), api_type, reply)
-        return self._api(api_type, path, content_type, raw)
+            return self._finish(path, _parse(request.raw), endpoint, reply)
+        return self._api(endpoint, request)
 
-    def _control(self, method: str, path: str, raw: bytes) -> _Reply:
+    # ---- control plane -----------------------------------------------------------------------
+
+    _CONTROL: dict[str, dict[str, str]] = {
+        "/_sandbox/state": {"GET": "_control_state"},
+        "/_sandbox/counters": {"GET": "_control_counters"},
+        "/_sandbox/faults": {"GET": "_control_faults_get", "POST": "_control_faults"},
+        "/_sandbox/reset": {"POST": "_control_reset"},
+        "/_sandbox/events": {"GET": "_control_events"},
+        "/_sandbox/identify": {"GET": "_control_identify"},
+        "/_sandbox/deletions": {"GET": "_control_deletions"},
+        "/_sandbox/auth": {"GET": "_control_auth_get", "POST": "_control_auth"},
+        "/_sandbox/auth/expire": {"POST": "_control_expire"},
+        "/_sandbox/clock": {"GET": "_control_clock_get", "POST": "_control_clock"},
+        "/_sandbox/script": {"GET": "_control_script_get", "POST": "_control_script"},
+        "/_sandbox/release": {"POST": "_control_release"},
+        "/_sandbox/wait_hanging": {"POST": "_control_wait_hanging"},
+    }
+    """Control path -> method -> handler name; a handler takes the request and returns JSON."""
+
+    def _control(self, request: _Request) -> _Reply:
         """Control endpoints for out-of-process use; never subject to faults."""
-        routes = {
-            "/_sandbox/state": ("GET", lambda: _json_reply(200, self._state())),
-            "/_sandbox/counters": ("GET", lambda: _json_reply(200, self.counters())),
-            "/_sandbox/faults": ("POST", lambda: self._control_faults(raw)),
-            "/_sandbox/reset": ("POST", self._control_reset),
-        }
-        route = routes.get(path)
-        if route is None:
+        methods = self._CONTROL.get(request.path)
+        if methods is None:
             return _json_reply(404, {"message": "not found"})
-        if method == "GET" and path == "/_sandbox/faults":
-            return _json_reply(200, self.faults())
-        if method != route[0]:
-            return _json_reply(
-                405, {"message": "method not allowed"}, headers=(("Allow", route[0]),)
-            )
-        return route[1]()
-
-    def _control_faults(self, raw: bytes) -> _Reply:
-        changes = _parse(raw)
-        if type(changes) is not dict:
-            return _json_reply(400, {"message": "body: must be a JSON object"})
+        handler = methods.get(request.method)
+        if handler is None:
+            allow = ", ".join(methods)
+            return _json_reply(405, {"message": "method not allowed"}, headers=(("Allow", allow),))
         try:
-            self.set_faults(**changes)
+            return _json_reply(200, getattr(self, handler)(request))
         except (ValueError, TypeError) as exc:
             return _json_reply(400, {"message": str(exc)})
-        return _json_reply(200, self.faults())
 
-    def _control_reset(self) -> _Reply:
+    def _control_state(self, request: _Request) -> Any:
+        return self._state()
+
+    def _control_counters(self, request: _Request) -> Any:
+        return self.counters()
+
+    def _control_faults_get(self, request: _Request) -> Any:
+        return self.faults()
+
+    def _control_faults(self, request: _Request) -> Any:
+        self.set_faults(**_control_body(request))
+        return self.faults()
+
+    def _control_reset(self, request: _Request) -> Any:
         self.reset()
-        return _json_reply(200, {})
+        return {}
+
+    def _control_events(self, request: _Request) -> Any:
+        query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+        if len(query) != 1 or not set(query) <= {"user_id", "identity"}:
+            raise ValueError("query: give exactly one of user_id and identity")
+        [(field, values)] = query.items()
+        if len(values) != 1:
+            raise ValueError(f"query: {field} given more than once")
+        return {"events": self.events(**{field: values[0]})}
+
+    def _control_identify(self, request: _Request) -> Any:
+        return {"calls": self.identify_calls(), "applied": self.identities()}
+
+    def _control_deletions(self, request: _Request) -> Any:
+        return {"requests": self.deletion_requests()}
+
+    def _control_auth_get(self, request: _Request) -> Any:
+        return self.auth()
+
+    def _control_auth(self, request: _Request) -> Any:
+        return self.set_auth(**_control_body(request, {"api_keys", "token_lifetime_seconds"}))
+
+    def _control_expire(self, request: _Request) -> Any:
+        return {"expired": self.expire_tokens()}
+
+    def _control_clock_get(self, request: _Request) -> Any:
+        return self.clock()
+
+    def _control_clock(self, request: _Request) -> Any:
+        body = _control_body(request, {"advance_seconds"})
+        if "advance_seconds" not in body:
+            raise ValueError("advance_seconds: required")
+        return self.advance_clock(body["advance_seconds"])
+
+    def _control_script_get(self, request: _Request) -> Any:
+        return self.scripted()
+
+    def _control_script(self, request: _Request) -> Any:
+        body = _control_body(request, {"endpoint", "answers"})
+        answers = body.get("answers")
+        if not isinstance(answers, list):
+            raise ValueError("answers: must be a list of answers")
+        return self.script(body.get("endpoint"), *answers)
+
+    def _control_release(self, request: _Request) -> Any:
+        return {"released": self.release()}
+
+    def _control_wait_hanging(self, request: _Request) -> Any:
+        body = _control_body(request, {"count", "timeout_seconds"})
+        count, timeout = body.get("count", 1), body.get("timeout_seconds", 10)
+        if type(count) is not int or count < 1:
+            raise ValueError("count must be a positive integer")
+        if not _is_number(timeout) or timeout < 0:
+            raise ValueError("timeout_seconds must be a non-negative number")
+        reached = self.wait_hanging(count, timeout)
+        return {"hanging": self.scripted()["hanging"], "reached": reached}
 
     # ---- API ---------------------------------------------------------------------------------
 
-    def _api(self, api_type: str, path: str, content_type: str | None, raw: bytes) -> _Reply:
-        """Handle an API request in the documented fault order."""
+    def _api(self, endpoint: str, request: _Request) -> _Reply:
+        """Handle an API request: a scripted answer first, then the documented fault order."""
         received_at = time.time()
-        faults, roll = self._roll()
-        if faults.latency_ms > 0:
-            time.sleep(faults.latency_ms / 1000)
-        body = _parse(raw)
-        reply = self._injected(api_type, faults, roll)
-        if reply is None:
-            reply = self._process(api_type, content_type, body, faults, roll)
-        return self._finish(path, body, api_type, reply, received_at)
+        answer, faults, roll = self._roll(endpoint)
+        body = _parse(request.raw)
+        action = _action_of(answer) if answer is not None else "pass"
+        if action in _REPLACING_ACTIONS:
+            reply = self._scripted(endpoint, action, answer)
+        else:
+            if action == "expire_token":
+                with self._lock:
+                    self._auth.expire(_bearer_token(request.authorization), self._now())
+            reply = self._faulted(endpoint, request, body, faults, roll)
+            if action == "drop_after_store" and reply.status < 300:
+                reply = _DROP
+        return self._finish(request.path, body, endpoint, reply, received_at)
 
-    def _roll(self) -> tuple[Faults, _Roll]:
-        """Snapshot the faults and draw this request's random decisions."""
+    def _roll(self, endpoint: str) -> tuple[dict[str, Any] | None, Faults, _Roll]:
+        """Take the endpoint's next scripted answer, snapshot the faults that apply to it and
+        draw this request's random decisions (none when a scripted answer replaces them)."""
         with self._lock:
-            faults, rng = self._faults, self._rng
+            answer = self._script.next(endpoint) if self._script.queues else None
+            faults = self._faults
+            if not faults.applies_to(endpoint) or (
+                answer is not None and _action_of(answer) in _REPLACING_ACTIONS
+            ):
+                return answer, _NO_FAULTS, _NO_ROLL
+            rng = self._rng
             drop = faults.drop_rate > 0 and rng.random() < faults.drop_rate
             error_500 = faults.error_500_rate > 0 and rng.random() < faults.error_500_rate
             error_429 = faults.error_429_rate > 0 and rng.random() < faults.error_429_rate
             retry_after = faults.retry_after
             if isinstance(retry_after, list):
                 retry_after = rng.choice(retry_after)
-        return faults, _Roll(drop, error_500, error_429, retry_after)
+        return answer, faults, _Roll(drop, error_500, error_429, retry_after)
+
+    def _scripted(self, endpoint: str, action: str, answer: dict[str, Any]) -> _Reply:
+        """The reply of a scripted status, drop or hang."""
+        if action == "hang":
+            self._hang()
+        if action != "status":
+            return _Reply(status=0, drop=True, counter="scripted")
+        status = answer["status"]
+        return _api_error(
+            endpoint,
+            status,
+            answer.get("message") or _reason(status),
+            headers=_retry_after_header(answer.get("retry_after")),
+            counter="scripted",
+        )
+
+    def _faulted(
+        self, endpoint: str, request: _Request, body: Any, faults: Faults, roll: _Roll
+    ) -> _Reply:
+        """Latency, then an injected answer or the endpoint's own (dropped after storing when
+        ``drop_after_store`` rolls a drop)."""
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000)
+        reply = self._injected(endpoint, faults, roll)
+        if reply is not None:
+            return reply
+        reply = self._PROCESSORS[endpoint](self, endpoint, request, body, faults)
+        if roll.drop and faults.drop_after_store and reply.status < 300:
+            return _DROP
+        return reply
 
     @staticmethod
-    def _injected(api_type: str, faults: Faults, roll: _Roll) -> _Reply | None:
+    def _injected(endpoint: str, faults: Faults, roll: _Roll) -> _Reply | None:
         """Faults that answer before any processing."""
         if faults.fixed_status is not None:
             status = faults.fixed_status
             message = faults.fixed_message or _reason(status)
-            return _api_error(api_type, status, message, reason=faults.fixed_reason)
+            return _api_error(endpoint, status, message, reason=faults.fixed_reason)
         if roll.drop and not faults.drop_after_store:
             return _DROP
         if roll.error_500:
-            return _api_error(api_type, 500, "internal server error", counter="injected_500")
+            return _api_error(endpoint, 500, "internal server error", counter="injected_500")
         if roll.error_429:
             headers = _retry_after_header(roll.retry_after)
             return _api_error(
-                api_type, 429, "too many requests", headers=headers, counter="injected_429"
+                endpoint, 429, "too many requests", headers=headers, counter="injected_429"
             )
         return None
 
-    def _process(
-        self, api_type: str, content_type: str | None, body: Any, faults: Faults, roll: _Roll
-    ) -> _Reply:
-        """Validate, rate-limit and store."""
-        if not _is_json(content_type):
-            return _api_error(api_type, 400, "Content-Type: must be application/json")
-        if body is _UNPARSEABLE:
-            return _api_error(api_type, 400, "body: invalid JSON")
+    def _process_items(self, endpoint: str, request: _Request, body: Any, faults: Faults) -> _Reply:
+        """Validate, rate-limit and store ingestion items, or apply one identify pair (an
+        ignored pair still gets 200, as from Heap)."""
+        reply = _unreadable(endpoint, request, body)
+        if reply is not None:
+            return reply
         try:
-            app_id, _form, items = validate_body(api_type, body)
+            app_id, items = _validated_items(endpoint, body)
         except ValidationError as exc:
-            return _api_error(api_type, 400, str(exc))
-        if faults.reject_marker is not None:
-            refused = _marked_item(api_type, body, items, faults.reject_marker)
-            if refused is not None:
-                return _refusal(api_type, *refused, faults)
-        wait = self._admit_and_store(api_type, app_id, items, faults.rate_limit)
-        if wait:
-            headers = (("Retry-After", str(max(1, math.ceil(wait)))),)
-            return _api_error(
-                api_type, 429, "rate limit exceeded", headers=headers, counter="rate_limited_429"
+            return _api_error(endpoint, 400, str(exc))
+        reply = _refused(endpoint, body, items, faults)
+        if reply is not None:
+            return reply
+        store = self._identify if endpoint == "identify" else self._store
+        wait = self._admit_and_store(endpoint, app_id, items, faults.rate_limit, store)
+        return _rate_limited(endpoint, wait) if wait else _api_ok(endpoint)
+
+    def _process_auth_token(
+        self, endpoint: str, request: _Request, body: Any, faults: Faults
+    ) -> _Reply:
+        """Exchange HTTP Basic ``app_id:api_key`` for an access token (the body is ignored)."""
+        credentials = _basic_credentials(request.authorization)
+        if credentials is None:
+            return _unauthorized(endpoint, "Authorization: HTTP Basic app_id:api_key required")
+        with self._lock:
+            token = self._auth.issue(*credentials, self._now())
+            if token is not None:
+                self._counters["tokens_issued"] += 1
+        if token is None:
+            return _unauthorized(
+                endpoint,
+                "Unauthorized: wrong api_key for this app_id (a key works only with the Main "
+                "Production environment ID)",
             )
-        if roll.drop and faults.drop_after_store:
-            return _DROP
-        return _api_ok(api_type)
+        return _json_reply(200, {"access_token": token})
+
+    def _process_bearer(
+        self, endpoint: str, request: _Request, body: Any, faults: Faults
+    ) -> _Reply:
+        """Check the bearer token before anything else, then handle the request."""
+        presented = _bearer_token(request.authorization)
+        if presented is None:
+            return _unauthorized(endpoint, "Authorization: Bearer access token required")
+        with self._lock:
+            token, problem = self._auth.check(presented, self._now())
+        if token is None:
+            return _unauthorized(endpoint, problem)
+        if endpoint == "deletion_status":
+            return self._deletion_status(token, request)
+        return self._delete_users(endpoint, token, request, body, faults)
+
+    def _delete_users(
+        self, endpoint: str, token: _Token, request: _Request, body: Any, faults: Faults
+    ) -> _Reply:
+        """Validate and record one deletion request (deletions are not applied)."""
+        reply = _unreadable(endpoint, request, body)
+        if reply is not None:
+            return reply
+        try:
+            users = validate_deletion_body(body)
+        except ValidationError as exc:
+            return _api_error(endpoint, 400, str(exc))
+        reply = _refused(endpoint, body, users, faults)
+        if reply is not None:
+            return reply
+        request_id = str(uuid.uuid4())
+        record = {
+            "deletion_request_id": request_id,
+            "app_id": token.app_id,
+            "users": users,
+            "token_number": token.number,
+            "received_at": time.time(),
+        }
+        with self._lock:
+            self._deletions.append(record)
+            self._counters["deletion_requests"] += 1
+            self._counters["deletion_users"] += len(users)
+        answer = {
+            "deletion_request_id": request_id,
+            "deletion_request_location": DELETION_STATUS_PREFIX + request_id,
+            "status": "pending",
+        }
+        return _json_reply(201, answer)
+
+    def _deletion_status(self, token: _Token, request: _Request) -> _Reply:
+        """A deletion request of the token's app is reported pending; any other is 404."""
+        request_id = request.path.removeprefix(DELETION_STATUS_PREFIX)
+        with self._lock:
+            known = any(
+                record["deletion_request_id"] == request_id and record["app_id"] == token.app_id
+                for record in self._deletions
+            )
+        if not known:
+            return _api_error("deletion_status", 404, "deletion request not found")
+        return _json_reply(200, {"status": "pending"})
+
+    _PROCESSORS: dict[str, Callable[..., _Reply]] = {
+        **dict.fromkeys((*API_TYPES, "identify"), _process_items),
+        "auth_token": _process_auth_token,
+        **dict.fromkeys(BEARER_ENDPOINTS, _process_bearer),
+    }
 
     def _admit_and_store(
-        self, api_type: str, app_id: Any, items: list[dict], rate_limit: dict[str, Any] | None
+        self,
+        endpoint: str,
+        app_id: Any,
+        items: list[dict],
+        rate_limit: dict[str, Any] | None,
+        store: Callable[[str, Any, list[dict], float], None],
     ) -> float:
         """Atomically check the limiter and store; returns seconds to wait if refused."""
         with self._lock:
             now = time.time()
             if rate_limit is not None:
-                wait = self._limiter.admit(rate_limit, api_type, app_id, items, now)
+                wait = self._limiter.admit(rate_limit, endpoint, app_id, items, now)
                 if wait:
                     return wait
-            self._store(api_type, app_id, items, now)
+            store(endpoint, app_id, items, now)
         return 0.0
+
+    def _identify(self, endpoint: str, app_id: Any, items: list[dict], now: float) -> None:
+        """Apply and record one identify pair (the caller holds the lock)."""
+        [item] = items
+        outcome = self._identities.apply(
+            str(app_id), item["identity"], item["user_id"], now + self._clock_offset
+        )
+        self._identities.calls.append(
+            {"app_id": app_id, **item, "outcome": outcome, "received_at": now}
+        )
+        self._counters[f"identify_{outcome}"] += 1
 
     def _store(self, api_type: str, app_id: Any, items: list[dict], now: float) -> None:
         """Record items; a repeated track idempotency_key is ignored like Heap does.
@@ -1061,12 +1933,12 @@ class HeapSandbox:
         self,
         path: str,
         body: Any,
-        api_type: str | None,
+        endpoint: str | None,
         reply: _Reply,
         received_at: float | None = None,
     ) -> _Reply:
         """Count the outcome and append the request-log entry."""
-        form, count = _shape(api_type, body) if api_type else (None, 0)
+        form, count = _shape(endpoint, body) if endpoint else (None, 0)
         entry: dict[str, Any] = {
             "path": path,
             "form": form,
@@ -1077,13 +1949,15 @@ class HeapSandbox:
         if self._record_bodies:
             entry["body"] = None if body is _UNPARSEABLE else body
         with self._lock:
-            self._count(reply)
+            self._count(reply, endpoint)
             self._log.append(entry)
         return reply
 
-    def _count(self, reply: _Reply) -> None:
+    def _count(self, reply: _Reply, endpoint: str | None) -> None:
         counters = self._counters
         counters["requests"] += 1
+        if endpoint is not None:
+            counters[_REQUEST_COUNTERS[endpoint]] += 1
         if reply.drop:
             counters["dropped"] += 1
         else:
@@ -1112,10 +1986,28 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--count-only", action="store_true", help="count accepted items without keeping them"
     )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="APP_ID:KEY",
+        help="a valid User Deletion API key for an app_id (repeatable)",
+    )
+    parser.add_argument("--token-lifetime-seconds", type=float, default=TOKEN_LIFETIME_SECONDS)
     args = parser.parse_args(argv)
     if args.rate_limit_per_identity is not None and args.rate_limit_events is None:
         parser.error("--rate-limit-per-identity needs --rate-limit-events")
+    if not all(":" in pair for pair in args.api_key):
+        parser.error("--api-key takes APP_ID:KEY")
     return args
+
+
+def _api_keys_from_args(args: argparse.Namespace) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for pair in args.api_key:
+        app_id, _, key = pair.partition(":")
+        keys.setdefault(app_id, []).append(key)
+    return keys
 
 
 def _faults_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -1137,6 +2029,8 @@ def main(argv: list[str] | None = None) -> int:
             args.port,
             record_bodies=not args.no_bodies,
             store_items=not args.count_only,
+            api_keys=_api_keys_from_args(args),
+            token_lifetime_seconds=args.token_lifetime_seconds,
             **_faults_from_args(args),
         )
     except ValueError as exc:

@@ -41,6 +41,21 @@ SCHEMA_FAILURES = {
     "out of range": ({"max_retry_seconds": 987_654_321}, "max_retry_seconds"),
     "non-object api": ({"api": [MARKER]}, "api"),
 }
+SAMPLE_TRACK = sample_config("track", "https://heapanalytics.com")["api"]
+MAPPING_FAILURES = {
+    # Issue 14.3: `b`'s leaf `c` would silently overwrite the renamed `x`.
+    "two columns could give one name": (
+        {"api": {**SAMPLE_TRACK, "property_columns": f"{MARKER} as b.c, b"}},
+        "api.property_columns",
+    ),
+    # Issue 14.7: every item would carry a name Heap refuses.
+    "column name beyond Heap's limit": (
+        {"api": {**SAMPLE_TRACK, "property_columns": f"name, {MARKER}{'c' * 1100}"}},
+        "api.property_columns",
+    ),
+}
+"""Rules of the mapping beyond spec.json, through the same two commands."""
+FAILURES = {**SCHEMA_FAILURES, **MAPPING_FAILURES}
 ECHOES = (MARKER, "987654321", "'11'", '"11"', "{'")
 """What an echo of the bad values would look like (the CDK quoted `{'api_type': …}`)."""
 
@@ -58,6 +73,16 @@ EXPECTED_MESSAGES = {
     "integer app_id": (
         "Invalid configuration field 'app_id': must be a string, not a number; "
         "write it in double quotes"
+    ),
+    "two columns could give one name": (
+        "Invalid configuration field 'api.property_columns': entries 1 and 2 can give the same "
+        "property name: entry 1's starts with entry 2's and a dot, where an object in entry 2 "
+        "sends its fields, but entry 1 reads another part of the record; rename one with 'as'"
+    ),
+    "column name beyond Heap's limit": (
+        "Invalid configuration field 'api.property_columns': a property name (the name after "
+        "'as', or the column as written) must have 1 to 1023 characters; shorten a long "
+        "column's with 'as'"
     ),
 }
 
@@ -77,9 +102,9 @@ def assert_ends_with_one_config_error(run: CliRun) -> str:
     return error["message"]
 
 
-@pytest.mark.parametrize("case", sorted(SCHEMA_FAILURES))
+@pytest.mark.parametrize("case", sorted(FAILURES))
 def test_check_fails_naming_the_field_without_echoing_the_value(tmp_path, case):
-    overrides, field = SCHEMA_FAILURES[case]
+    overrides, field = FAILURES[case]
     config = write_json(tmp_path, "config.json", bad_config(overrides))
     run = run_cli("check", "--config", str(config))
     assert run.returncode == 0
@@ -92,9 +117,9 @@ def test_check_fails_naming_the_field_without_echoing_the_value(tmp_path, case):
         assert status["message"] == EXPECTED_MESSAGES[case]
 
 
-@pytest.mark.parametrize("case", sorted(SCHEMA_FAILURES))
+@pytest.mark.parametrize("case", sorted(FAILURES))
 def test_write_fails_with_a_config_error_trace_and_no_stack_trace(tmp_path, case):
-    overrides, field = SCHEMA_FAILURES[case]
+    overrides, field = FAILURES[case]
     run = run_write(tmp_path, bad_config(overrides), "")
     message = assert_ends_with_one_config_error(run)
     assert f"'{field}'" in message

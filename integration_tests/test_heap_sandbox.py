@@ -8,11 +8,14 @@ looks to an HTTP client.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integration_tests.heap_sandbox import HeapSandbox
 
@@ -699,3 +704,835 @@ def test_count_only_counts_without_keeping_items():
         assert requests.post(f"{server.url}/api/track", json=body, timeout=5).status_code == 200
         assert server.counters()["items_accepted"] == 3
         assert server.accepted("track") == []
+
+
+# ---- user_id on track -------------------------------------------------------------------------
+
+IDENTIFY = "/api/v1/identify"
+AUTH = "/api/public/v0/auth_token"
+DELETION = "/api/public/v0/user_deletion"
+STATUS = "/api/public/v0/deletion_status/"
+APP, KEY = "1", "k3y-" + SECRET
+MAX_USER_ID = 2**53 - 1
+MONTH = 30 * 24 * 3600
+
+
+def control(sandbox: HeapSandbox, path: str, body: Any = None) -> requests.Response:
+    """A control request: POST with a JSON body, GET without one."""
+    url = f"{sandbox.url}/_sandbox/{path}"
+    if body is None:
+        return requests.get(url, timeout=TIMEOUT)
+    return requests.post(url, json=body, timeout=TIMEOUT)
+
+
+def is_heap_user_id_string(value: Any) -> bool:
+    """The documented user_id of track and identify: the decimal string of 0..2**53-1."""
+    return (
+        type(value) is str
+        and re.fullmatch(r"0|[1-9][0-9]*", value) is not None
+        and int(value) <= MAX_USER_ID
+    )
+
+
+USER_ID_VALUES = st.one_of(
+    st.integers(-5, MAX_USER_ID + 5).map(str),
+    st.integers(-(2**60), 2**60).map(str),
+    st.integers(-(2**60), 2**60),
+    st.from_regex(r"[+-]?0*[0-9]{1,17}", fullmatch=True),
+    st.text(alphabet="0123456789+-. eE\u0663", max_size=18),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+)
+
+
+def test_track_user_id_is_accepted_in_both_forms_and_read_back(sandbox: HeapSandbox) -> None:
+    single = post(sandbox, TRACK, {"app_id": "1", "event": "e", "user_id": "7"})
+    bulk = [{"event": "b", "user_id": "7"}, event(), {"event": "c", "user_id": "0"}]
+    batch = post(sandbox, TRACK, {"app_id": "1", "events": bulk})
+
+    assert single.status_code == batch.status_code == 200
+    assert [item["event"] for item in sandbox.events(user_id="7")] == ["e", "b"]
+    assert [item["event"] for item in sandbox.events(user_id="0")] == ["c"]
+    assert [item["event"] for item in sandbox.events(identity="alice@example.com")] == ["Signed Up"]
+    over_http = control(sandbox, "events?user_id=7").json()["events"]
+    assert [item["event"] for item in over_http] == ["e", "b"]
+    by_identity = control(sandbox, "events?identity=alice%40example.com").json()["events"]
+    assert [item["event"] for item in by_identity] == ["Signed Up"]
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        ([event(), event(user_id="7")], "events[1].identity: identity and user_id cannot both"),
+        ([{"event": SECRET}], "events[0].identity: identity or user_id is required"),
+        ([{"event": "e", "user_id": "007"}], "events[0].user_id: must be the string form"),
+        ([{"event": "e", "user_id": 7}], "events[0].user_id: must be a string"),
+    ],
+)
+def test_track_bulk_item_needs_exactly_one_valid_user_reference(
+    sandbox: HeapSandbox, items: list[dict], expected: str
+) -> None:
+    response = post(sandbox, TRACK, {"app_id": "1", "events": items})
+
+    assert response.status_code == 400
+    assert expected in response.json()["message"]
+    assert sandbox.accepted() == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=USER_ID_VALUES, bulk=st.booleans())
+def test_track_user_id_rule_holds_for_generated_values(
+    server: HeapSandbox, value: Any, bulk: bool
+) -> None:
+    server.reset()
+    item = {"event": "e", "user_id": value}
+    body = {"app_id": "1", "events": [item]} if bulk else {"app_id": "1", **item}
+
+    response = post(server, TRACK, body)
+
+    assert response.status_code == (200 if is_heap_user_id_string(value) else 400)
+    assert len(server.accepted("track")) == (1 if response.status_code == 200 else 0)
+
+
+@pytest.mark.parametrize("query", ["", "user_id=1&identity=a", "colour=red", "user_id=1&user_id=2"])
+def test_events_control_needs_exactly_one_user(sandbox: HeapSandbox, query: str) -> None:
+    assert control(sandbox, f"events?{query}").status_code == 400
+    with pytest.raises(ValueError):
+        sandbox.events()
+
+
+# ---- identify ---------------------------------------------------------------------------------
+
+
+def identify(sandbox: HeapSandbox, identity: str, user_id: str, **fields: Any) -> None:
+    """POST one identify pair and check Heap's answer: 200 {} whatever the outcome."""
+    body = {"app_id": APP, "identity": identity, "user_id": user_id, **fields}
+    response = post(sandbox, IDENTIFY, body)
+    assert (response.status_code, response.json()) == (200, {})
+
+
+def outcomes(sandbox: HeapSandbox) -> list[str]:
+    return [call["outcome"] for call in sandbox.identify_calls()]
+
+
+def test_identify_is_accepted_recorded_and_applied(sandbox: HeapSandbox) -> None:
+    identify(sandbox, "alice", "5", timestamp="2017-03-10T22:21:56+00:00")
+    response = post(sandbox, IDENTIFY, {"app_id": 42, "identity": "bob", "user_id": "6"})
+
+    assert response.status_code == 200
+    [first, second] = sandbox.identify_calls()
+    assert {key: first[key] for key in ("app_id", "identity", "user_id", "timestamp")} == {
+        "app_id": APP,
+        "identity": "alice",
+        "user_id": "5",
+        "timestamp": "2017-03-10T22:21:56+00:00",
+    }
+    assert first["outcome"] == "applied" and abs(first["received_at"] - time.time()) < 5
+    assert second["app_id"] == 42 and "timestamp" not in second
+    assert sandbox.identities() == {"1": {"5": "alice"}, "42": {"6": "bob"}}
+    assert control(sandbox, "identify").json() == {
+        "calls": sandbox.identify_calls(),
+        "applied": sandbox.identities(),
+    }
+    [entry, _] = sandbox.requests_log()
+    assert (entry["path"], entry["form"], entry["items"], entry["status"]) == (
+        IDENTIFY,
+        "single",
+        1,
+        200,
+    )
+    assert sandbox.counters()["identify_applied"] == 2
+    assert sandbox.accepted() == []  # identify pairs are not ingestion items
+
+
+INVALID_IDENTIFY = [
+    ({"app_id": "1", "user_id": "5"}, "identity: required"),
+    ({"app_id": "1", "identity": SECRET}, "user_id: required"),
+    ({"app_id": "1", "identity": "", "user_id": "5"}, "identity: must not be empty"),
+    ({"app_id": "1", "identity": LONG, "user_id": "5"}, "identity: longer than 255 characters"),
+    ({"app_id": "1", "identity": 31337, "user_id": "5"}, "identity: must be a string"),
+    ({"app_id": "1", "identity": "a", "user_id": 31337}, "user_id: must be a string"),
+    ({"app_id": "1", "identity": "a", "user_id": str(2**53)}, "user_id: must be the string form"),
+    ({"app_id": "1", "identity": "a", "user_id": "-31337"}, "user_id: must be the string form"),
+    ({"app_id": "1", "identity": "a", "user_id": "031337"}, "user_id: must be the string form"),
+    ({"app_id": "1", "identity": "a", "user_id": "5", "timestamp": SECRET}, "timestamp: must be"),
+    ({"app_id": "1", "identity": "a", "user_id": "5", "event": SECRET}, "event: unknown field"),
+    ({"identity": "a", "user_id": "5"}, "app_id: required"),
+    ({"app_id": "", "identity": "a", "user_id": "5"}, "app_id: must be a non-empty string"),
+    ({"app_id": "1", "users": [{"identity": SECRET, "user_id": "5"}]}, "users: identify has no"),
+    ([{"app_id": "1", "identity": SECRET, "user_id": "5"}], "body: must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), INVALID_IDENTIFY)
+def test_invalid_identify_is_rejected_without_echoing_the_value(
+    sandbox: HeapSandbox, body: Any, expected: str
+) -> None:
+    response = post(sandbox, IDENTIFY, body)
+
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert expected in message
+    assert SECRET not in message and "31337" not in message
+    assert sandbox.identify_calls() == [] and sandbox.identities() == {}
+
+
+def test_identify_needs_json_and_post(sandbox: HeapSandbox) -> None:
+    url = sandbox.url + IDENTIFY
+    as_text = requests.post(url, data=b"{}", headers={"Content-Type": "text/plain"})
+    broken = requests.post(url, data=b"{", headers={"Content-Type": "application/json"})
+    got = requests.get(url, timeout=TIMEOUT)
+
+    assert as_text.json() == {"message": "Content-Type: must be application/json"}
+    assert broken.json() == {"message": "body: invalid JSON"}
+    assert (got.status_code, got.headers["Allow"]) == (405, "POST")
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=USER_ID_VALUES)
+def test_identify_user_id_rule_holds_for_generated_values(server: HeapSandbox, value: Any) -> None:
+    server.reset()
+
+    response = post(server, IDENTIFY, {"app_id": APP, "identity": "a", "user_id": value})
+
+    assert response.status_code == (200 if is_heap_user_id_string(value) else 400)
+    assert len(server.identify_calls()) == (1 if response.status_code == 200 else 0)
+
+
+def test_a_second_identity_for_a_user_id_is_silently_ignored(sandbox: HeapSandbox) -> None:
+    identify(sandbox, "alice", "5")
+    identify(sandbox, "bob", "5")
+    identify(sandbox, "alice", "5")
+    post(sandbox, IDENTIFY, {"app_id": "2", "identity": "bob", "user_id": "5"})
+
+    assert outcomes(sandbox) == ["applied", "ignored_identity_taken", "repeated", "applied"]
+    assert sandbox.identities() == {"1": {"5": "alice"}, "2": {"5": "bob"}}
+    counters = sandbox.counters()
+    assert (counters["identify_ignored_identity_taken"], counters["identify_repeated"]) == (1, 1)
+
+
+def test_an_11th_user_id_for_an_identity_within_a_month_is_silently_ignored(
+    sandbox: HeapSandbox,
+) -> None:
+    for user_id in range(10):
+        identify(sandbox, "alice", str(user_id))
+    identify(sandbox, "alice", "10")
+    identify(sandbox, "bob", "10")  # the ignored pair left user_id 10 free
+    post(sandbox, IDENTIFY, {"app_id": "2", "identity": "alice", "user_id": "11"})
+
+    assert outcomes(sandbox) == ["applied"] * 10 + ["ignored_user_id_limit", "applied", "applied"]
+    assert sorted(sandbox.identities()["1"]) == sorted(str(n) for n in range(11))
+    assert sandbox.identities()["1"]["10"] == "bob"
+    assert sandbox.counters()["identify_ignored_user_id_limit"] == 1
+
+
+def test_the_identify_month_is_a_rolling_30_days_of_the_sandbox_clock(
+    sandbox: HeapSandbox,
+) -> None:
+    for user_id in range(10):
+        identify(sandbox, "alice", str(user_id))
+    sandbox.advance_clock(MONTH - 60)
+    identify(sandbox, "alice", "10")
+    control(sandbox, "clock", {"advance_seconds": 120})
+    identify(sandbox, "alice", "11")
+    identify(sandbox, "alice", "12")
+
+    assert outcomes(sandbox)[10:] == ["ignored_user_id_limit", "applied", "applied"]
+    assert sandbox.identities()["1"]["11"] == "alice"
+
+
+# ---- auth_token -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed(sandbox: HeapSandbox) -> HeapSandbox:
+    """The reset sandbox with one valid api key for app_id 1."""
+    sandbox.set_auth(api_keys={APP: [KEY]})
+    return sandbox
+
+
+def get_token(sandbox: HeapSandbox, app_id: str = APP, key: str = KEY) -> str:
+    response = requests.post(sandbox.url + AUTH, auth=(app_id, key), timeout=TIMEOUT)
+    assert response.status_code == 200
+    return response.json()["access_token"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def delete(sandbox: HeapSandbox, token: str, users: Any) -> requests.Response:
+    """POST a user deletion body (a list of users, or a whole body when given a dict)."""
+    body = users if isinstance(users, dict) else {"users": users}
+    return post(sandbox, DELETION, body, headers=bearer(token))
+
+
+def err(response: requests.Response) -> str:
+    """The User Deletion API's error message: ``{"err": {"message": ...}}``."""
+    body = response.json()
+    assert set(body) == {"err"}
+    return body["err"]["message"]
+
+
+def test_auth_token_exchanges_basic_credentials_for_a_bearer_token(keyed: HeapSandbox) -> None:
+    first = requests.post(keyed.url + AUTH, auth=(APP, KEY), timeout=TIMEOUT)
+    second = get_token(keyed)
+
+    assert first.status_code == 200
+    assert list(first.json()) == ["access_token"]
+    token = first.json()["access_token"]
+    assert type(token) is str and len(token) >= 32 and token != second
+    tokens = keyed.auth()["tokens"]
+    described = [(t["number"], t["app_id"], t["valid"]) for t in tokens]
+    assert described == [(1, APP, True), (2, APP, True)]
+    assert tokens[0]["expires_at"] - tokens[0]["issued_at"] == 300
+    assert keyed.counters()["tokens_issued"] == 2
+    assert keyed.requests_log()[0]["form"] is None
+
+
+def basic(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        basic(f"{APP}:wrong-{SECRET}"),
+        basic(f"2:{KEY}"),  # the right key with another environment's ID
+        basic(f"{SECRET}:{KEY}"),
+        basic(f"{APP}{KEY}"),
+        basic(f"{APP}:"),
+        "Basic %%%" + SECRET,
+        f"Bearer {SECRET}",
+        basic(f"{APP}:{KEY}").replace("Basic", "Digest"),
+    ],
+)
+def test_auth_token_refuses_wrong_or_malformed_credentials(
+    keyed: HeapSandbox, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+
+    response = requests.post(keyed.url + AUTH, headers=headers, timeout=TIMEOUT)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    message = err(response)
+    assert message and SECRET not in message and KEY not in response.text
+    assert keyed.counters()["auth_refused_401"] == 1
+    assert keyed.auth()["tokens"] == []
+
+
+def test_basic_scheme_is_case_insensitive(keyed: HeapSandbox) -> None:
+    headers = {"Authorization": basic(f"{APP}:{KEY}").replace("Basic", "basic")}
+
+    assert requests.post(keyed.url + AUTH, headers=headers, timeout=TIMEOUT).status_code == 200
+
+
+def test_without_configured_keys_every_credential_is_refused(sandbox: HeapSandbox) -> None:
+    response = requests.post(sandbox.url + AUTH, auth=(APP, KEY), timeout=TIMEOUT)
+
+    assert response.status_code == 401
+
+
+def test_api_keys_are_configured_over_the_control_api(sandbox: HeapSandbox) -> None:
+    configured = control(sandbox, "auth", {"api_keys": {"9": ["a", "b"]}})
+    replaced = control(sandbox, "auth", {"api_keys": {"8": ["c"]}, "token_lifetime_seconds": 60})
+
+    assert configured.json()["api_keys"] == {"9": ["a", "b"]}
+    assert replaced.json() == {"api_keys": {"8": ["c"]}, "token_lifetime_seconds": 60, "tokens": []}
+    assert get_token(sandbox, "8", "c")
+    assert requests.post(sandbox.url + AUTH, auth=("9", "a"), timeout=TIMEOUT).status_code == 401
+    [issued] = control(sandbox, "auth").json()["tokens"]
+    assert issued["expires_at"] - issued["issued_at"] == 60
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"api_keys": ["k"]},
+        {"api_keys": {"1:2": ["k"]}},
+        {"api_keys": {"": ["k"]}},
+        {"api_keys": {"1": "k"}},
+        {"api_keys": {"1": [""]}},
+        {"token_lifetime_seconds": 0},
+        {"token_lifetime_seconds": "300"},
+        {"api_key": {"1": ["k"]}},
+        ["k"],
+    ],
+)
+def test_invalid_auth_settings_are_refused(sandbox: HeapSandbox, body: Any) -> None:
+    response = control(sandbox, "auth", body)
+
+    assert response.status_code == 400
+    assert sandbox.auth()["api_keys"] == {}
+
+
+def test_constructor_api_keys_survive_a_reset_and_control_keys_do_not() -> None:
+    with HeapSandbox(api_keys={7: ["seven"]}, token_lifetime_seconds=10) as server:
+        server.set_auth(api_keys={"8": ["eight"]})
+        server.reset()
+
+        assert server.auth()["api_keys"] == {"7": ["seven"]}
+        assert server.auth()["token_lifetime_seconds"] == 10
+        assert get_token(server, "7", "seven")
+
+
+def test_a_token_expires_after_its_lifetime_on_the_sandbox_clock(keyed: HeapSandbox) -> None:
+    token = get_token(keyed)
+    keyed.advance_clock(299)
+    before = delete(keyed, token, [{"identity": "a"}])
+    keyed.advance_clock(1)
+    after = delete(keyed, token, [{"identity": "b"}])
+
+    assert before.status_code == 201
+    assert after.status_code == 401 and "expired" in err(after)
+    assert after.headers["WWW-Authenticate"].startswith("Bearer")
+    assert [t["valid"] for t in keyed.auth()["tokens"]] == [False]
+    assert delete(keyed, get_token(keyed), [{"identity": "b"}]).status_code == 201
+
+
+def test_expire_tokens_expires_every_token_now(keyed: HeapSandbox) -> None:
+    old = [get_token(keyed), get_token(keyed)]
+    expired = control(keyed, "auth/expire", {})
+    fresh = get_token(keyed)
+
+    assert expired.json() == {"expired": 2}
+    assert [delete(keyed, token, [{"user_id": 1}]).status_code for token in old] == [401, 401]
+    assert delete(keyed, fresh, [{"user_id": 1}]).status_code == 201
+    assert keyed.expire_tokens() == 1
+
+
+def test_clock_control_advances_and_validates(sandbox: HeapSandbox) -> None:
+    start = control(sandbox, "clock").json()
+    moved = control(sandbox, "clock", {"advance_seconds": 3600}).json()
+
+    assert start["offset_seconds"] == 0 and moved["offset_seconds"] == 3600
+    assert moved["now"] - start["now"] >= 3600
+    assert control(sandbox, "clock", {"advance_seconds": -1}).status_code == 400
+    assert control(sandbox, "clock", {}).status_code == 400
+
+
+# ---- user_deletion ----------------------------------------------------------------------------
+
+
+def test_user_deletion_is_accepted_and_recorded(keyed: HeapSandbox) -> None:
+    post(keyed, TRACK, {"app_id": APP, **event()})
+    token = get_token(keyed)
+    users = [{"identity": "alice@example.com"}, {"user_id": MAX_USER_ID}, {"user_id": 0}]
+
+    first = delete(keyed, token, users)
+    second = delete(keyed, token, [{"identity": "bob"}])
+
+    assert first.status_code == second.status_code == 201
+    answer = first.json()
+    request_id = answer["deletion_request_id"]
+    assert answer == {
+        "deletion_request_id": request_id,
+        "deletion_request_location": STATUS + request_id,
+        "status": "pending",
+    }
+    assert request_id != second.json()["deletion_request_id"]
+    [record, _] = keyed.deletion_requests()
+    assert (record["deletion_request_id"], record["app_id"], record["users"]) == (
+        request_id,
+        APP,
+        users,
+    )
+    assert record["token_number"] == 1
+    assert control(keyed, "deletions").json() == {"requests": keyed.deletion_requests()}
+    assert len(keyed.accepted("track")) == 1  # recorded, not applied
+    assert keyed.counters()["deletion_requests"] == 2
+    assert keyed.counters()["deletion_users"] == 4
+    entry = keyed.requests_log()[-1]
+    assert (entry["path"], entry["form"], entry["items"], entry["status"]) == (
+        DELETION,
+        "bulk",
+        1,
+        201,
+    )
+
+
+def test_user_deletion_takes_10000_users_and_refuses_10001(keyed: HeapSandbox) -> None:
+    token = get_token(keyed)
+    users = [{"user_id": n} for n in range(10_000)]
+
+    accepted = delete(keyed, token, users)
+    refused = delete(keyed, token, [*users, {"identity": "one too many"}])
+
+    assert accepted.status_code == 201
+    assert refused.status_code == 400
+    assert err(refused) == "users: more than 10000 items"
+    assert [len(record["users"]) for record in keyed.deletion_requests()] == [10_000]
+
+
+INVALID_DELETION = [
+    ([{"identity": SECRET, "user_id": 31337}], "users[0].identity: identity and user_id cannot"),
+    ([{"identity": "a"}, {}], "users[1].identity: identity or user_id is required"),
+    ([{"user_id": "31337"}], "users[0].user_id: must be an integer"),
+    ([{"user_id": 31337.0}], "users[0].user_id: must be an integer"),
+    ([{"user_id": True}], "users[0].user_id: must be an integer"),
+    ([{"user_id": -31337}], "users[0].user_id: must be an integer from 0 to 2**53-1"),
+    ([{"user_id": 2**53}], "users[0].user_id: must be an integer from 0 to 2**53-1"),
+    ([{"identity": ""}], "users[0].identity: must not be empty"),
+    ([{"identity": LONG}], "users[0].identity: longer than 255 characters"),
+    ([{"identity": 31337}], "users[0].identity: must be a string"),
+    ([{"identity": "a", "email": SECRET}], "users[0].email: unknown field"),
+    ([SECRET], "users[0]: must be an object"),
+    ([], "users: must contain at least 1 item"),
+    ({"users": {"identity": SECRET}}, "users: must be an array"),
+    ({"app_id": "1", "users": [{"identity": "a"}]}, "app_id: unexpected top-level key"),
+    ({}, "users: required"),
+]
+
+
+@pytest.mark.parametrize(("users", "expected"), INVALID_DELETION)
+def test_invalid_user_deletion_is_rejected_without_echoing_the_value(
+    keyed: HeapSandbox, users: Any, expected: str
+) -> None:
+    response = delete(keyed, get_token(keyed), users)
+
+    assert response.status_code == 400
+    message = err(response)
+    assert expected in message
+    assert SECRET not in message and "31337" not in message
+    assert keyed.deletion_requests() == []
+
+
+def test_user_deletion_needs_a_json_object(keyed: HeapSandbox) -> None:
+    headers = bearer(get_token(keyed))
+    url = keyed.url + DELETION
+    as_text = requests.post(url, data=b"{}", headers={**headers, "Content-Type": "text/plain"})
+    broken = requests.post(url, data=b"{", headers={**headers, "Content-Type": "application/json"})
+    listed = post(keyed, DELETION, [{"identity": "a"}], headers=headers)
+    # Heap's own Postman guide sends "Content-type: Application/json".
+    cased_headers = {**headers, "Content-Type": "Application/json"}
+    cased = requests.post(url, data=b'{"users":[{"user_id":1}]}', headers=cased_headers)
+
+    assert err(as_text) == "Content-Type: must be application/json"
+    assert err(broken) == "body: invalid JSON"
+    assert err(listed) == "body: must be a JSON object"
+    assert cased.status_code == 201
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=USER_ID_VALUES)
+def test_deletion_user_id_rule_holds_for_generated_values(server: HeapSandbox, value: Any) -> None:
+    server.reset()
+    server.set_auth(api_keys={APP: [KEY]})
+
+    response = delete(server, get_token(server), [{"user_id": value}])
+
+    valid = type(value) is int and 0 <= value <= MAX_USER_ID
+    assert response.status_code == (201 if valid else 400)
+    assert len(server.deletion_requests()) == (1 if valid else 0)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", f"Bearer {SECRET}", basic(f"{APP}:{KEY}"), "Token abc"],
+)
+def test_user_deletion_refuses_a_missing_or_unknown_token_before_reading_the_body(
+    keyed: HeapSandbox, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+
+    body = {"users": [{"identity": SECRET, "user_id": 1}]}  # invalid too: 401 comes first
+
+    response = post(keyed, DELETION, body, headers=headers)
+
+    assert response.status_code == 401
+    assert SECRET not in err(response)
+    assert keyed.deletion_requests() == []
+
+
+def test_deletion_status_reports_pending_for_the_tokens_app_only(keyed: HeapSandbox) -> None:
+    keyed.set_auth(api_keys={APP: [KEY], "2": ["two"]})
+    token = get_token(keyed)
+    request_id = delete(keyed, token, [{"user_id": 1}]).json()["deletion_request_id"]
+    url = keyed.url + STATUS
+
+    pending = requests.get(url + request_id, headers=bearer(token), timeout=TIMEOUT)
+    other_app = requests.get(url + request_id, headers=bearer(get_token(keyed, "2", "two")))
+    unknown = requests.get(url + "no-such-id", headers=bearer(token), timeout=TIMEOUT)
+    anonymous = requests.get(url + request_id, timeout=TIMEOUT)
+    posted = requests.post(url + request_id, headers=bearer(token), timeout=TIMEOUT)
+
+    assert (pending.status_code, pending.json()) == (200, {"status": "pending"})
+    assert other_app.status_code == unknown.status_code == 404
+    assert err(unknown) == "deletion request not found"
+    assert anonymous.status_code == 401
+    assert (posted.status_code, posted.headers["Allow"]) == (405, "GET")
+    assert requests.get(url, headers=bearer(token), timeout=TIMEOUT).status_code == 404
+
+
+# ---- faults and the script on the new endpoints ------------------------------------------------
+
+
+def test_expire_token_answer_makes_the_next_deletion_and_its_retries_401(
+    keyed: HeapSandbox,
+) -> None:
+    token = get_token(keyed)
+    keyed.script("user_deletion", {"expire_token": True})
+
+    expired = delete(keyed, token, [{"user_id": 1}])
+    retried = delete(keyed, token, [{"user_id": 1}])
+    renewed = delete(keyed, get_token(keyed), [{"user_id": 1}])
+
+    assert (expired.status_code, retried.status_code, renewed.status_code) == (401, 401, 201)
+    assert [record["token_number"] for record in keyed.deletion_requests()] == [2]
+    assert [t["valid"] for t in keyed.auth()["tokens"]] == [False, True]
+
+
+def test_scripted_answers_are_consumed_one_per_request_in_order(keyed: HeapSandbox) -> None:
+    token = get_token(keyed)
+    scripted = control(
+        keyed,
+        "script",
+        {
+            "endpoint": "user_deletion",
+            "answers": [
+                {"pass": True},
+                {"status": 401},
+                {"status": 500, "times": 2},
+                {"status": 429, "retry_after": 3, "message": "slow down"},
+            ],
+        },
+    )
+    responses = [delete(keyed, token, [{"user_id": n}]) for n in range(6)]
+
+    assert scripted.status_code == 200
+    assert scripted.json()["queued"]["user_deletion"] == [
+        {"pass": True},
+        {"status": 401},
+        {"status": 500},
+        {"status": 500},
+        {"status": 429, "retry_after": 3, "message": "slow down"},
+    ]
+    assert [r.status_code for r in responses] == [201, 401, 500, 500, 429, 201]
+    assert err(responses[1]) == "Unauthorized" and err(responses[4]) == "slow down"
+    assert responses[4].headers["Retry-After"] == "3"
+    assert [r["users"] for r in keyed.deletion_requests()] == [[{"user_id": 0}], [{"user_id": 5}]]
+    assert keyed.counters()["scripted"] == 4
+    assert control(keyed, "script").json() == {"queued": {}, "hanging": 0}
+    assert get_token(keyed)  # the script was for user_deletion only
+
+
+def test_a_hung_deletion_request_holds_until_released_and_stores_nothing(
+    keyed: HeapSandbox,
+) -> None:
+    token = get_token(keyed)
+    keyed.script("user_deletion", {"pass": True}, {"hang": True})
+    first = delete(keyed, token, [{"identity": "first"}])
+    outcome: list[BaseException] = []
+
+    def second_request() -> None:
+        try:
+            delete(keyed, token, [{"identity": "second"}])
+        except requests.exceptions.ConnectionError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second_request)
+    thread.start()
+    waited = control(keyed, "wait_hanging", {"count": 1, "timeout_seconds": TIMEOUT}).json()
+    log_while_hanging = keyed.requests_log()
+    released = control(keyed, "release", {}).json()
+    thread.join(TIMEOUT)
+
+    assert first.status_code == 201
+    assert waited == {"hanging": 1, "reached": True}
+    assert [entry["status"] for entry in log_while_hanging] == [200, 201]
+    assert released == {"released": 1}
+    assert len(outcome) == 1  # the held request was dropped unanswered
+    assert [r["users"] for r in keyed.deletion_requests()] == [[{"identity": "first"}]]
+    assert keyed.counters()["hung"] == 1 and keyed.scripted()["hanging"] == 0
+
+
+def test_wait_hanging_times_out_when_nothing_hangs(sandbox: HeapSandbox) -> None:
+    assert sandbox.wait_hanging(1, timeout=0) is False
+    assert control(sandbox, "wait_hanging", {"timeout_seconds": 0}).json() == {
+        "hanging": 0,
+        "reached": False,
+    }
+
+
+def test_reset_and_stop_release_hung_requests() -> None:
+    with HeapSandbox() as server:
+        server.script("track", {"hang": True}, {"hang": True})
+        errors: list[BaseException] = []
+
+        def hang() -> None:
+            try:
+                post(server, TRACK, {"app_id": "1", **event()})
+            except requests.exceptions.ConnectionError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hang) for _ in range(2)]
+        threads[0].start()
+        assert server.wait_hanging(1, timeout=TIMEOUT)
+        server.reset()
+        threads[0].join(TIMEOUT)
+        server.script("track", {"hang": True})
+        threads[1].start()
+        assert server.wait_hanging(1, timeout=TIMEOUT)
+    threads[1].join(TIMEOUT)
+
+    assert len(errors) == 2 and not any(thread.is_alive() for thread in threads)
+
+
+def test_drop_answers_on_deletion_drop_before_or_after_recording(keyed: HeapSandbox) -> None:
+    token = get_token(keyed)
+    keyed.script("user_deletion", {"drop": True}, {"drop_after_store": True})
+
+    for _ in range(2):
+        with pytest.raises(requests.exceptions.ConnectionError):
+            delete(keyed, token, [{"user_id": 1}])
+
+    assert len(keyed.deletion_requests()) == 1  # only the second was recorded
+    assert keyed.counters()["dropped"] == 2
+
+
+def test_global_faults_apply_to_the_new_endpoints(keyed: HeapSandbox) -> None:
+    keyed.set_faults(fixed_status=503, fixed_message="maintenance")
+
+    auth = requests.post(keyed.url + AUTH, auth=(APP, KEY), timeout=TIMEOUT)
+    identified = post(keyed, IDENTIFY, {"app_id": APP, "identity": "a", "user_id": "1"})
+
+    assert (auth.status_code, err(auth)) == (503, "maintenance")
+    assert (identified.status_code, identified.json()) == (503, {"message": "maintenance"})
+    keyed.set_faults(fixed_status=None, error_429_rate=1.0, retry_after=2)
+    limited = requests.post(keyed.url + AUTH, auth=(APP, KEY), timeout=TIMEOUT)
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "2")
+    keyed.set_faults(error_429_rate=0.0, drop_rate=1.0)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        post(keyed, IDENTIFY, {"app_id": APP, "identity": "a", "user_id": "1"})
+    assert keyed.identify_calls() == [] and keyed.auth()["tokens"] == []
+
+
+def test_endpoints_scope_limits_faults_to_the_named_endpoints(keyed: HeapSandbox) -> None:
+    changed = control(keyed, "faults", {"error_500_rate": 1.0, "endpoints": ["user_deletion"]})
+
+    token = get_token(keyed)
+    tracked = post(keyed, TRACK, {"app_id": APP, **event()})
+    deleted = delete(keyed, token, [{"user_id": 1}])
+
+    assert changed.json()["endpoints"] == ["user_deletion"]
+    assert tracked.status_code == 200
+    assert (deleted.status_code, err(deleted)) == (500, "internal server error")
+    assert keyed.counters()["injected_500"] == 1
+    assert control(keyed, "faults", {"endpoints": ["nope"]}).status_code == 400
+    with pytest.raises(ValueError):
+        keyed.set_faults(endpoints=[])
+
+
+def test_latency_rate_limit_and_reject_marker_on_the_new_endpoints(keyed: HeapSandbox) -> None:
+    keyed.set_faults(
+        rate_limit={"events": 1, "window_seconds": 30},
+        reject_marker="BAD-ROW",
+        endpoints=["identify", "user_deletion"],
+    )
+    token = get_token(keyed)
+
+    first = post(keyed, IDENTIFY, {"app_id": APP, "identity": "a", "user_id": "1"})
+    limited = post(keyed, IDENTIFY, {"app_id": APP, "identity": "a", "user_id": "2"})
+    marked = post(keyed, IDENTIFY, {"app_id": APP, "identity": "x BAD-ROW", "user_id": "3"})
+    refused = delete(keyed, token, [{"identity": "ok"}, {"identity": "x BAD-ROW"}])
+    keyed.set_faults(rate_limit=None, reject_marker=None, latency_ms=200)
+    started = time.monotonic()
+    slow = delete(keyed, token, [{"identity": "ok"}])
+    elapsed = time.monotonic() - started
+
+    assert first.status_code == 200
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 30
+    assert marked.json() == {"message": "body: refused by the sandbox's reject_marker rule"}
+    assert err(refused) == "users[1]: refused by the sandbox's reject_marker rule"
+    assert slow.status_code == 201 and elapsed >= 0.2
+    assert [call["user_id"] for call in keyed.identify_calls()] == ["1"]
+
+
+def test_requests_are_counted_per_endpoint(keyed: HeapSandbox) -> None:
+    token = get_token(keyed)
+    post(keyed, TRACK, {"app_id": APP, **event()})
+    post(keyed, IDENTIFY, {"app_id": APP, "identity": "a", "user_id": "1"})
+    post(keyed, IDENTIFY, {"app_id": APP})
+    request_id = delete(keyed, token, [{"user_id": 1}]).json()["deletion_request_id"]
+    requests.get(keyed.url + STATUS + request_id, headers=bearer(token), timeout=TIMEOUT)
+
+    counters = control(keyed, "counters").json()
+    per_endpoint = {name: value for name, value in counters.items() if name.startswith("requests_")}
+    assert per_endpoint == {
+        "requests_track": 1,
+        "requests_add_user_properties": 0,
+        "requests_add_account_properties": 0,
+        "requests_identify": 2,
+        "requests_auth_token": 1,
+        "requests_user_deletion": 1,
+        "requests_deletion_status": 1,
+    }
+    assert counters["requests"] == 6
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answers"),
+    [
+        ("nowhere", [{"pass": True}]),
+        ("track", []),
+        ("track", [{"pass": True, "drop": True}]),
+        ("track", [{}]),
+        ("track", [{"status": 200}]),
+        ("track", [{"status": "500"}]),
+        ("track", [{"drop": False}]),
+        ("track", [{"drop": True, "message": "x"}]),
+        ("track", [{"status": 500, "retry_after": -1}]),
+        ("track", [{"pass": True, "times": 0}]),
+        ("track", [{"expire_token": True}]),
+        ("user_deletion", [{"pass": True}, "drop"]),
+    ],
+)
+def test_invalid_scripts_are_refused_whole(
+    sandbox: HeapSandbox, endpoint: str, answers: list
+) -> None:
+    response = control(sandbox, "script", {"endpoint": endpoint, "answers": answers})
+
+    assert response.status_code == 400
+    assert sandbox.scripted() == {"queued": {}, "hanging": 0}
+
+
+def test_reset_clears_the_new_state(keyed: HeapSandbox) -> None:
+    token = get_token(keyed)
+    delete(keyed, token, [{"user_id": 1}])
+    identify(keyed, "a", "1")
+    keyed.script("track", {"status": 500})
+    keyed.advance_clock(10)
+
+    control(keyed, "reset", {})
+
+    assert keyed.deletion_requests() == [] and keyed.identify_calls() == []
+    assert keyed.auth() == {"api_keys": {}, "token_lifetime_seconds": 300, "tokens": []}
+    assert keyed.scripted() == {"queued": {}, "hanging": 0}
+    assert keyed.clock()["offset_seconds"] == 0
+    assert post(keyed, TRACK, {"app_id": APP, **event()}).status_code == 200
+
+
+def test_cli_takes_api_keys() -> None:
+    project = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "integration_tests.heap_sandbox", "--port", "0"]
+    command += ["--api-key", f"{APP}:{KEY}", "--token-lifetime-seconds", "60"]
+    with subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            url = process.stdout.readline().strip().removeprefix("listening on ")
+            token = requests.post(url + AUTH, auth=(APP, KEY), timeout=TIMEOUT).json()
+            deleted = requests.post(
+                url + DELETION,
+                json={"users": [{"user_id": 1}]},
+                headers=bearer(token["access_token"]),
+                timeout=TIMEOUT,
+            )
+            auth = requests.get(url + "/_sandbox/auth", timeout=TIMEOUT).json()
+
+            assert deleted.status_code == 201
+            assert auth["token_lifetime_seconds"] == 60 and auth["api_keys"] == {APP: [KEY]}
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=5)

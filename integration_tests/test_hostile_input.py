@@ -135,12 +135,16 @@ def test_timestamps_go_out_in_one_utc_form_and_words_are_invalid(sandbox, tmp_pa
     assert "invalid records skipped: 2 (at is not a date-time" in summary_of(run)
 
 
-def test_empty_lists_send_nothing_and_name_collisions_are_resolved_and_counted(sandbox, tmp_path):
-    api = {
+def user_properties_api(property_columns: str) -> dict:
+    return {
         "api_type": "add_user_properties",
         "identity_column": "user",
-        "property_columns": "tags,plan",
+        "property_columns": property_columns,
     }
+
+
+def test_empty_lists_send_nothing_and_name_collisions_are_resolved_and_counted(sandbox, tmp_path):
+    api = user_properties_api("tags,plan")
     rows = [
         record_line({"user": "u1", "tags": [], "plan": "pro"}),
         record_line({"user": "u2", "tags": [None], "plan": "free"}),
@@ -167,3 +171,107 @@ def test_empty_lists_send_nothing_and_name_collisions_are_resolved_and_counted(s
     summary = summary_of(run)
     assert "property names that collide after flattening (fewest parts kept): 2" in summary
     assert "property name with an empty part: 2" in summary
+
+
+def with_literal(data: dict, literal: str) -> str:
+    """A record line whose `x` is written as `literal` exactly (json.dumps cannot write 1e400)."""
+    return record_line({**data, "x": "LITERAL"}).replace('"LITERAL"', literal)
+
+
+def test_numbers_beyond_a_doubles_range_are_sent_as_text_and_never_share_a_key(sandbox, tmp_path):
+    """Issue 14.4: 1e400, -1e400 and null gave one idempotency key (infinity hashed as null)."""
+    literals = {1: "1e400", 2: "-1e400", 3: "null", 4: "1" * 400 + ".5", 5: "[1e400, 2]"}
+    rows = [with_literal(good(n), literal) for n, literal in literals.items()]
+    run = run_write(tmp_path, config(sandbox.url, api=TRACK_ALL_COLUMNS), lines(*rows))
+    assert run.returncode == 0, run.stderr
+    events = {event["properties"]["n"]: event for event in sandbox.accepted("track")}
+    assert sorted(events) == [1, 2, 3, 4, 5]
+    sent = {
+        n: {k: v for k, v in e["properties"].items() if k.startswith("x")}
+        for n, e in events.items()
+    }
+    assert sent == {
+        1: {"x": "1e400"},
+        2: {"x": "-1e400"},
+        3: {},
+        4: {"x": "1" * 400 + ".5"},
+        5: {"x.0": "1e400", "x.1": 2},
+    }
+    assert len({event["idempotency_key"] for event in events.values()}) == 5
+    summary = summary_of(run)
+    assert "unparseable input lines skipped: 0;" in summary
+    assert "properties dropped: 0;" in summary
+
+
+def test_float_identities_from_2_53_on_are_invalid_and_integers_are_counted_by_digit(
+    sandbox, tmp_path
+):
+    """Issue 14.5: 9007199254740992.0 and 9007199254740993.0 became one identity, and the
+    largest 1023-digit integer was dropped."""
+    largest = "9" * 1023
+    rows = [
+        record_line(good(1)).replace('"user-1"', "9007199254740992.0"),
+        record_line(good(2)).replace('"user-2"', "9007199254740993.0"),
+        record_line(good(3)).replace('"user-3"', "9007199254740991.0"),
+        with_literal(good(4), largest),
+        with_literal(good(5), "-" + largest),
+    ]
+    run = run_write(tmp_path, config(sandbox.url, api=TRACK_ALL_COLUMNS), lines(*rows))
+    assert run.returncode == 0, run.stderr
+    events = {event["properties"]["n"]: event for event in sandbox.accepted("track")}
+    assert sorted(events) == [3, 4, 5]
+    assert events[3]["identity"] == "9007199254740991"
+    assert events[4]["properties"]["x"] == largest
+    assert "x" not in events[5]["properties"], "1024 characters with its sign"
+    summary = summary_of(run)
+    assert (
+        "invalid records skipped: 2 (user is a number too large to be written exactly: 2)"
+        in summary
+    )
+    assert "number longer than 1023 characters as text: 1" in summary
+
+
+def test_an_integer_of_any_length_is_a_readable_record(sandbox, tmp_path):
+    """Issue 14.6: a 5,000-digit integer lost the whole line as "not valid JSON"."""
+    huge = "7" * 5000
+    rows = [
+        with_literal(good(1), huge),
+        with_literal(good(2), huge[:-1] + "8"),
+        with_literal(good(3), "1" * 1500),
+        record_line(good(4)).replace('"user-4"', huge),
+        state_line(4),
+    ]
+    run = run_write(tmp_path, config(sandbox.url, api=TRACK_ALL_COLUMNS), lines(*rows))
+    assert run.returncode == 0, run.stderr
+    events = {event["properties"]["n"]: event for event in sandbox.accepted("track")}
+    assert sorted(events) == [1, 2, 3]
+    assert all("x" not in event["properties"] for event in events.values())
+    assert events[1]["idempotency_key"] != events[2]["idempotency_key"]
+    assert len(run.states) == 1
+    summary = summary_of(run)
+    assert "unparseable input lines skipped: 0;" in summary
+    assert "number longer than 1023 characters as text: 3" in summary
+    assert (
+        "invalid records skipped: 1 (user is a number too large to be written exactly: 1)"
+        in summary
+    )
+
+
+def test_a_column_inside_another_keeps_the_outer_value_and_counts_the_other(sandbox, tmp_path):
+    """Issue 14.3: where two listed columns give one name, nothing is overwritten silently."""
+    api = user_properties_api("a.b, a")
+    rows = [
+        record_line({"user": "u1", "a": {"b.c": "literal", "b": {"c": "nested", "d": 1}}}),
+        record_line({"user": "u2", "a": {"b": {"c": "nested", "d": 2}}}),
+    ]
+    run = run_write(tmp_path, config(sandbox.url, "add_user_properties", api=api), lines(*rows))
+    assert run.returncode == 0, run.stderr
+    users = {u["identity"]: u["properties"] for u in sandbox.accepted("add_user_properties")}
+    assert users == {
+        "u1": {"a.b.c": "literal", "a.b.d": 1},
+        "u2": {"a.b.c": "nested", "a.b.d": 2},
+    }
+    summary = summary_of(run)
+    assert (
+        "property names two nested columns give different values (outer column kept): 1" in summary
+    )

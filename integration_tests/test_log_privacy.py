@@ -56,7 +56,7 @@ FORBIDDEN = forbidden_texts()
 
 def leaks(run) -> list[str]:
     """Forbidden texts found in stderr or in any stdout line that is not a STATE message."""
-    shown = "\n".join(line for line in run.stdout.splitlines() if not _is_state(line))
+    shown = "\n".join(line for line in run.stdout.split("\n") if not _is_state(line))
     return sorted(text for text in FORBIDDEN if text in shown or text in run.stderr)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteMessageSerializer,
@@ -10,6 +12,7 @@ from airbyte_cdk.models import (
 )
 
 from destination_heap_analytics.config import HeapConfig, parse_config
+from destination_heap_analytics.state_message import EmittedState, StateMessage
 
 TRACK_API = {
     "api_type": "track",
@@ -49,30 +52,41 @@ def record(user: str, stream: str = "users", **data: object) -> AirbyteMessage:
     return AirbyteMessageSerializer.load({"type": "RECORD", "record": body})
 
 
-def stream_state(name: str, value: int = 0, namespace: str | None = None) -> AirbyteMessage:
+def state(payload: dict) -> StateMessage:
+    """A STATE line as the reader gives it to the writer."""
+    parsed = StateMessage.parse(json.dumps({"type": "STATE", "state": payload}))
+    assert parsed is not None
+    return parsed
+
+
+def stream_state(name: str, value: int = 0, namespace: str | None = None) -> StateMessage:
     descriptor = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
-    return AirbyteMessageSerializer.load(
+    return state(
         {
-            "type": "STATE",
-            "state": {
-                "type": "STREAM",
-                "stream": {"stream_descriptor": descriptor, "stream_state": {"v": value}},
-            },
+            "type": "STREAM",
+            "stream": {"stream_descriptor": descriptor, "stream_state": {"v": value}},
         }
     )
 
 
-def global_state(value: int = 0) -> AirbyteMessage:
-    return AirbyteMessageSerializer.load(
-        {
-            "type": "STATE",
-            "state": {
-                "type": "GLOBAL",
-                "global": {"shared_state": {"v": value}, "stream_states": []},
-            },
-        }
-    )
+def global_state(value: int = 0) -> StateMessage:
+    return state({"type": "GLOBAL", "global": {"shared_state": {"v": value}, "stream_states": []}})
 
 
-def legacy_state(value: int = 0) -> AirbyteMessage:
-    return AirbyteMessageSerializer.load({"type": "STATE", "state": {"data": {"v": value}}})
+def legacy_state(value: int = 0) -> StateMessage:
+    return state({"data": {"v": value}})
+
+
+def emitted(line: EmittedState) -> dict:
+    """An emitted state's JSON, read exactly (big integers stay integers)."""
+    return json.loads(line.line)["state"]
+
+
+def state_value(line: EmittedState) -> int:
+    """The `v` a builder's state carried, whatever its type."""
+    payload = emitted(line)
+    if payload.get("type") == "STREAM":
+        return payload["stream"]["stream_state"]["v"]
+    if payload.get("type") == "GLOBAL":
+        return payload["global"]["shared_state"]["v"]
+    return payload["data"]["v"]

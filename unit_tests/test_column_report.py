@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from destination_heap_analytics.column_report import ColumnReport, schema_warnings, suggest_column
-from destination_heap_analytics.config import ColumnPath
+from destination_heap_analytics.column_report import (
+    ColumnReport,
+    schema_paths,
+    schema_warnings,
+    suggest_column,
+)
+from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath, PropertyColumn
+from destination_heap_analytics.dry_run import known_property_names
 
 RECORD = {"identities": {"provider": "auth0"}, "user_id": "u1", "created_at": "2022"}
 
@@ -125,6 +133,76 @@ def test_schema_warnings_name_each_unknown_column_once_with_a_suggestion():
     ]
 
 
-@pytest.mark.parametrize("schema", [{}, {"type": "object"}, {"properties": {}}, None, "x"])
+@pytest.mark.parametrize("schema", [{}, {"type": "object"}, {"properties": {}}, None])
 def test_a_schema_that_lists_no_properties_gives_no_warning(schema):
     assert schema_warnings("orders", columns("anything"), schema) == []
+
+
+NOT_JSON_SCHEMAS = [
+    {"anyOf": 5},
+    {"oneOf": "x"},
+    {"properties": []},
+    {"items": "x"},
+    {"type": "object", "properties": {"a": 5}},
+    {"properties": {"a": {"anyOf": [{"properties": {"b": "c"}}]}}},
+    {"allOf": {"properties": {"a": {}}}},
+    "x",
+    5,
+    [],
+]
+
+
+@pytest.mark.parametrize("schema", NOT_JSON_SCHEMAS, ids=repr)
+def test_a_schema_that_is_not_json_schema_gives_one_warning_and_no_check(schema):
+    warnings = schema_warnings("orders", columns("a", "a.b", "nope"), schema)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Stream 'orders': its json_schema in the configured catalog is")
+    assert "not a valid JSON Schema" in warnings[0]
+    assert warnings[0].endswith("so the configured columns are not checked against it.")
+    assert schema_paths(schema) == set()
+
+
+def test_the_warning_names_where_the_schema_is_wrong():
+    (warning,) = schema_warnings("orders", columns("a"), {"properties": {"a": {"anyOf": 5}}})
+    assert "(at 'properties/a/anyOf')" in warning
+
+
+def test_a_schema_nested_too_deeply_to_check_gives_one_warning():
+    schema: dict = {"type": "object"}
+    for _ in range(5000):
+        schema = {"anyOf": [schema]}
+    (warning,) = schema_warnings("orders", columns("a"), schema)
+    assert "nested too deeply" in warning
+    assert schema_paths(schema) == set()
+
+
+SCHEMA_KEYS = st.sampled_from(
+    ["anyOf", "oneOf", "allOf", "properties", "items", "type", "a", "b", "0", "$schema", "$ref"]
+)
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(SCHEMA_KEYS | st.text(max_size=3), inner, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    schema=ANY_JSON, names=st.lists(st.sampled_from(["a", "a.b", "b.0.a", "0", "x"]), max_size=4)
+)
+def test_any_json_as_a_schema_gives_warnings_never_an_error(schema, names):
+    """Issue 14.11: any JSON can arrive in a catalog's json_schema; the report is advice and
+    never ends a sync."""
+    configured = columns(*names)
+    warnings = schema_warnings("orders", configured, schema)
+    assert all(isinstance(w, str) and w.startswith("Stream 'orders': ") for w in warnings)
+    assert len(warnings) <= max(len(set(names)), 1)
+    paths = schema_paths(schema)
+    assert isinstance(paths, set)
+    mapping = ColumnMapping(
+        ApiType.TRACK, tuple(PropertyColumn(c, c.name) for c in configured), columns("u")[0]
+    )
+    assert known_property_names(mapping, schema) >= {c.name for c in configured}

@@ -12,14 +12,16 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 
 from destination_heap_analytics.config import (
+    MAX_BUCKET_PATH_BYTES,
     ApiType,
     ConfigError,
     RateLimit,
+    S3Storage,
     endpoint_url,
     parse_config,
 )
@@ -557,42 +559,26 @@ def test_the_issue_example_parses_into_one_mapping_per_stream():
     parsed = parse_config(ISSUE_EXAMPLE)
 
     assert parsed.default_mapping is None
-    users = parsed.mapping_for(("public", "users"))
+    users, accounts, orders = (entry.mapping for entry in parsed.stream_mappings)
+    assert [(e.stream, e.namespace) for e in parsed.stream_mappings] == [
+        ("users", "public"),
+        ("accounts", None),
+        ("orders", None),
+    ]
     assert users.api_type is ApiType.ADD_USER_PROPERTIES
     assert [(c.path.name, c.name) for c in users.property_columns] == [
         ("plan", "subscription_plan"),
         ("profile.city", "profile.city"),
     ]
-    accounts = parsed.mapping_for((None, "accounts"))
     assert accounts.exclude_columns == {"secret", "internal.notes"}
-    orders = parsed.mapping_for(("shop", "orders"))
     assert (orders.event_name, orders.event_column) == ("Order Completed", None)
-    assert parsed.mapping_for((None, "refunds")) is None
-
-
-def test_a_stream_not_listed_uses_the_top_level_api():
-    parsed = parse_config({**ISSUE_EXAMPLE, "api": TRACK_API})
-    assert parsed.mapping_for((None, "refunds")) is parsed.default_mapping
-    assert parsed.mapping_for(("public", "users")).api_type is ApiType.ADD_USER_PROPERTIES
-
-
-def test_stream_entries_match_namespace_first_then_by_name():
-    entries = [
-        {**USERS_ENTRY, "namespace": "public"},
-        {**USERS_ENTRY, "namespace": "", "api": {**USER_API, "identity_column": "other"}},
-    ]
-    parsed = parse_config({**ISSUE_EXAMPLE, "streams": entries})
-    assert parsed.mapping_for(("public", "users")).identity_column.name == "email"
-    assert parsed.mapping_for(("crm", "users")).identity_column.name == "other"
-    only_public = parse_config({**ISSUE_EXAMPLE, "streams": entries[:1]})
-    assert only_public.mapping_for(("rewritten", "users")).identity_column.name == "email"
 
 
 def test_every_old_config_keeps_working_unchanged():
     for sample in ("config-events.json", "config-aup.json", "config-aap.json"):
         parsed = parse_config(json.loads((SAMPLES / sample).read_text()))
         assert parsed.stream_mappings == ()
-        assert parsed.mapping_for((None, "any_stream")) is parsed.default_mapping
+        assert parsed.default_mapping is not None
 
 
 @pytest.mark.parametrize(
@@ -654,7 +640,7 @@ def test_every_old_config_keeps_working_unchanged():
         (
             config(api={**TRACK_API, "property_columns": "a as , b"}),
             ("api.property_columns",),
-            "a name after 'as' must have 1 to 1023 characters",
+            "a property name (the name after 'as', or the column as written) must have 1 to 1023",
         ),
         (
             config(api={**TRACK_API, "property_columns": "a.b, c", "exclude_columns": "a"}),
@@ -685,3 +671,252 @@ def test_dry_run_is_off_unless_asked_for():
     assert parse_config(config()).dry_run is False
     assert parse_config(config(dry_run=True)).dry_run is True
     assert error_of(config(dry_run="yes")).field == "dry_run"
+
+
+# -- Property names two columns could both give (issue 14.3) and their length (14.7) -----------
+def property_columns_of(value: str) -> list[tuple[str, str, bool]]:
+    mapping = parse_config(config(api={**TRACK_API, "property_columns": value})).default_mapping
+    return [(c.path.name, c.name, c.enclosed) for c in mapping.property_columns]
+
+
+@pytest.mark.parametrize(
+    "value, entries",
+    [
+        ("x as b.c, b", (1, 2)),
+        ("b, x as b.c", (1, 2)),
+        ("a as x, b as x.c", (1, 2)),
+        ("a as x, a.b as x.c", (1, 2)),
+        ("a as x, a.b.c as x.b", (1, 2)),
+        ("n, a, x as a.", (2, 3)),
+        ("a.b as q, b, q.0", (1, 3)),
+    ],
+)
+def test_a_name_under_another_columns_name_from_elsewhere_in_the_record_is_an_error(value, entries):
+    error = error_of(config(api={**TRACK_API, "property_columns": value}))
+    assert error.fields == ("api.property_columns",)
+    assert f"entries {entries[0]} and {entries[1]} can give the same property name" in str(error)
+
+
+def test_a_column_inside_a_listed_column_is_allowed_and_applied_after_it():
+    assert property_columns_of("a.b, n, a") == [
+        ("n", "n", False),
+        ("a", "a", False),
+        ("a.b", "a.b", True),
+    ]
+    assert property_columns_of("a.b.c, a as x, a.b as x.b, ab") == [
+        ("a.b.c", "a.b.c", False),  # its name is under no other name: it reads a.b.c alone
+        ("a", "x", False),
+        ("ab", "ab", False),
+        ("a.b", "x.b", True),
+    ]
+
+
+def test_columns_without_a_shared_name_keep_their_order():
+    assert property_columns_of("c, ab, a, b.a") == [
+        ("c", "c", False),
+        ("ab", "ab", False),
+        ("a", "a", False),
+        ("b.a", "b.a", False),
+    ]
+
+
+def test_nested_columns_are_ordered_outermost_first():
+    assert [name for _, name, _ in property_columns_of("a.b.c, a.b, a")] == ["a", "a.b", "a.b.c"]
+
+
+@pytest.mark.parametrize("as_written", [True, False])
+def test_a_property_name_longer_than_heaps_limit_is_an_error_however_it_is_written(as_written):
+    long_name = "Zq9" + "c" * 1021  # 1024 characters
+    value = f"short, {long_name}" if as_written else f"short, c as {long_name}"
+    error = error_of(config(api={**TRACK_API, "property_columns": value}))
+    assert error.fields == ("api.property_columns",)
+    assert "must have 1 to 1023 characters" in str(error)
+    assert "Zq9" not in str(error)
+    fits = "c" * 1023
+    assert property_columns_of(f"short, {fits}")[1] == (fits, fits, False)
+
+
+def test_a_long_path_renamed_with_as_is_allowed():
+    long_path = ".".join(["segment"] * 200)
+    assert property_columns_of(f"{long_path} as short") == [(long_path, "short", False)]
+
+
+# -- object_storage_config: where rejected records go ---------------------------------------------
+
+S3 = {
+    "storage_type": "S3",
+    "s3_bucket_name": "my-rejects",
+    "s3_bucket_region": "eu-west-1",
+    "bucket_path": "airbyte/heap/",
+    "access_key_id": "AKIAEXAMPLE",
+    "secret_access_key": "secret/EXAMPLE",
+}
+
+
+def storage(**fields) -> dict:
+    return config(object_storage_config={**S3, **fields})
+
+
+def test_no_object_storage_config_or_storage_type_none_means_no_bucket():
+    assert parse_config(config()).object_storage is None
+    assert (
+        parse_config(config(object_storage_config={"storage_type": "None"})).object_storage is None
+    )
+
+
+def test_an_s3_object_storage_config_parses_with_the_specs_defaults():
+    parsed = parse_config(storage()).object_storage
+    assert parsed == S3Storage(
+        bucket_name="my-rejects",
+        bucket_path="airbyte/heap",
+        region="eu-west-1",
+        endpoint=None,
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="secret/EXAMPLE",
+        role_arn=None,
+        gzip=False,
+    )
+    assert "AKIAEXAMPLE" not in repr(parsed) and "secret/EXAMPLE" not in repr(parsed)
+
+
+def test_the_optional_s3_settings_are_read():
+    parsed = parse_config(
+        storage(
+            s3_bucket_region="",
+            bucket_path="//",
+            s3_endpoint=" http://127.0.0.1:9000/ ",
+            role_arn="arn:aws:iam::123456789012:role/rejects",
+            compression={"compression_type": "GZIP"},
+            format={"format_type": "JSONL"},
+        )
+    ).object_storage
+    assert parsed.region is None and parsed.bucket_path == ""
+    assert parsed.endpoint == "http://127.0.0.1:9000"
+    assert parsed.role_arn == "arn:aws:iam::123456789012:role/rejects"
+    assert parsed.gzip is True
+
+
+def test_without_keys_the_environment_or_a_role_provides_the_credentials():
+    raw = storage()
+    del raw["object_storage_config"]["access_key_id"]
+    del raw["object_storage_config"]["secret_access_key"]
+    parsed = parse_config(raw).object_storage
+    assert parsed.access_key_id is None and parsed.secret_access_key is None
+
+
+LONG_PATH = "p" * (MAX_BUCKET_PATH_BYTES + 1)
+
+
+@pytest.mark.parametrize(
+    "raw, fields, problem",
+    [
+        (storage(s3_bucket_name=" "), ("s3_bucket_name",), "is empty"),
+        (storage(s3_bucket_name="s3://Zq9/x"), ("s3_bucket_name",), "must be a bucket name"),
+        (
+            config(
+                object_storage_config={
+                    "storage_type": "S3",
+                    "bucket_path": "",
+                    "s3_bucket_region": "",
+                }
+            ),
+            ("s3_bucket_name",),
+            "is required when storage_type is S3",
+        ),
+        (storage(s3_bucket_region="Zq9-1"), ("s3_bucket_region",), 'must be one of "" (empty), '),
+        (storage(bucket_path="a/../Zq9"), ("bucket_path",), "must not have '.' or '..' parts"),
+        (storage(bucket_path=LONG_PATH), ("bucket_path",), "longer than 500 bytes"),
+        (storage(s3_endpoint="ftp://Zq9"), ("s3_endpoint",), "must be a full URL"),
+        (storage(s3_endpoint="https://Zq9.example/?a=1"), ("s3_endpoint",), "query or fragment"),
+        (
+            storage(access_key_id="  "),
+            ("access_key_id", "secret_access_key"),
+            "go together: set both, or neither",
+        ),
+        (storage(role_arn="Zq9"), ("role_arn",), "must be an IAM role ARN"),
+        (storage(format={"format_type": "CSV"}), ("format.format_type",), "must be one of JSONL"),
+        (
+            storage(compression={"compression_type": "Zq9"}),
+            ("compression.compression_type",),
+            "must be one of No Compression, GZIP",
+        ),
+        (
+            config(object_storage_config={"storage_type": "Zq9"}),
+            ("storage_type",),
+            "must be one of None, S3",
+        ),
+        (config(object_storage_config="Zq9"), (), "must be an object, not a string"),
+        (storage(secret_access_key=55555555), ("secret_access_key",), "must be a string"),
+    ],
+)
+def test_every_object_storage_error_names_its_field_and_never_a_value(raw, fields, problem):
+    error = error_of(raw)
+    assert (
+        error.fields == tuple(f"object_storage_config.{name}" for name in fields)
+        or fields == ()
+        and error.fields == ("object_storage_config",)
+    )
+    assert problem in str(error)
+    assert "Zq9" not in str(error) and "55555555" not in str(error)
+    assert "AKIAEXAMPLE" not in str(error) and "secret/EXAMPLE" not in str(error)
+
+
+S3_FIELDS = sorted(set(SPEC["properties"]["object_storage_config"]["oneOf"][1]["properties"]))
+storage_values = (
+    st.just(ABSENT)
+    | marked_text
+    | st.sampled_from(["", " ", "/", "a/../b", "my-rejects", "S3", "None", "us-east-1"])
+    | st.sampled_from(CLEAN_URLS)
+    | st.sampled_from([{"format_type": "JSONL"}, {"compression_type": "GZIP"}, {}])
+    | scalars
+)
+
+
+def storage_semantic_error(raw: dict) -> str | None:
+    """The field the parser's own rules refuse in an S3 option that the spec accepts."""
+    name = raw["s3_bucket_name"].strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", name):
+        return "s3_bucket_name"
+    parts = [part for part in raw["bucket_path"].strip().split("/") if part]
+    if any(part in (".", "..") for part in parts) or len("/".join(parts).encode()) > 500:
+        return "bucket_path"
+    endpoint = raw.get("s3_endpoint", "").strip()
+    if endpoint and endpoint not in CLEAN_URLS and endpoint.rstrip("/") not in CLEAN_URLS:
+        return "s3_endpoint"
+    has_id = bool(raw.get("access_key_id", "").strip())
+    if has_id != bool(raw.get("secret_access_key", "").strip()):
+        return "access_key_id"
+    arn = raw.get("role_arn", "").strip()
+    if arn and not (arn.startswith("arn:") and ":role/" in arn):
+        return "role_arn"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(S3_FIELDS), storage_values, max_size=4))
+def test_the_parser_and_the_spec_agree_on_object_storage_config(changes):
+    section = dict(S3)
+    for name, value in changes.items():
+        if value is ABSENT:
+            section.pop(name, None)
+        else:
+            section[name] = value
+    raw = config(object_storage_config=section)
+    try:
+        parsed, error = parse_config(raw), None
+    except ConfigError as raised:
+        parsed, error = None, raised
+    if not SPEC_VALIDATOR.is_valid(raw):
+        assert error is not None and error.field.startswith("object_storage_config")
+    elif section["storage_type"] == "None":
+        assert error is None and parsed.object_storage is None
+    else:
+        expected = storage_semantic_error(section)
+        if expected is None:
+            assert error is None, str(error)
+            assert parsed.object_storage.bucket_name == section["s3_bucket_name"].strip()
+        else:
+            assert error is not None and error.field == f"object_storage_config.{expected}"
+    event("rejected" if error is not None else "accepted")
+    if error is not None:
+        assert MARK not in str(error), str(error)

@@ -329,6 +329,41 @@ def test_configuration_error_while_splitting_propagates():
         delivery.deliver(make_batch(4, bad={0: "bad-x"}))
 
 
+def test_waiting_for_the_rate_limit_does_not_spend_the_retry_budget():
+    """Issue 14.10: at 1000 items a minute, the second batch of 1000 waits about a minute for
+    its turn; a single 500 then must still be retried within a 30 s budget."""
+    clock = FakeClock()
+    pacer = Pacer(Pacing(RateLimit(1000, 60.0), None), clock)
+    client = FakeClient()
+    delivery, stats = make_delivery(client, sleep=clock, pacer=pacer, max_retry_seconds=30)
+    delivery.deliver(make_batch(1000))
+    client.errors = [HeapTransientError("HTTP 500 from Heap")]
+    started = clock.now()
+
+    delivery.deliver(make_batch(1000, first_row=1101))
+
+    assert clock.now() - started > 60, "the batch waited for the pacer first"
+    assert stats.delivered == 2000
+    assert stats.retries == 1
+    assert pacer.waited_seconds > 60
+
+
+def test_the_retry_budget_still_ends_a_batch_that_keeps_failing_after_its_turn():
+    clock = FakeClock()
+    pacer = Pacer(Pacing(RateLimit(1000, 60.0), None), clock)
+    client = FakeClient()
+    delivery, stats = make_delivery(client, sleep=clock, pacer=pacer, max_retry_seconds=30)
+    delivery.deliver(make_batch(1000))
+    client.errors = [HeapTransientError("HTTP 500 from Heap")] * 100
+
+    with pytest.raises(RetriesExhausted):
+        delivery.deliver(make_batch(1000, first_row=1101))
+
+    retry_sleeps = [s for s in clock.sleeps if s <= 30]
+    assert 0 < sum(retry_sleeps) <= 30
+    assert stats.delivered == 1000
+
+
 def test_cancelled_when_the_pacers_sleep_says_cancelled():
     client = FakeClient()
     cancelled_sleep = FakeClock(keep_going=False)

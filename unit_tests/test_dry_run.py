@@ -75,3 +75,10 @@ def test_the_preview_keeps_the_first_items_and_invalid_rows_in_input_order():
     assert [line.get("row", line.get("body", {}).get("row")) for line in lines] == [1, 2, 4, 5, 7]
     assert lines[0] == {"invalid": "user is missing or null", "row": 1}
     json.dumps(lines)
+
+
+def test_a_preview_of_0_items_keeps_nothing():
+    preview = PreviewSample(limit=0)
+    preview.item(1, "u", {"row": 1})
+    preview.invalid(2, "user is missing or null")
+    assert preview.lines() == []

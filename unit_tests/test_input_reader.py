@@ -19,6 +19,8 @@ from destination_heap_analytics.input_reader import (
 from destination_heap_analytics.input_reader import (
     NOT_A_MESSAGE as INCOMPLETE,
 )
+from destination_heap_analytics.json_numbers import RawNumber
+from destination_heap_analytics.state_message import StateMessage
 from destination_heap_analytics.stats import InputStats
 
 MARKER = "MARKER-123"
@@ -58,11 +60,36 @@ def read(
 def test_valid_record_and_state_lines_become_messages(logger):
     messages, stats = read([RECORD + "\n", STATE + "\n"], logger)
 
-    assert [type(m) for m in messages] == [AirbyteMessage, AirbyteMessage]
+    assert [type(m) for m in messages] == [AirbyteMessage, StateMessage]
     assert [m.type for m in messages] == [Type.RECORD, Type.STATE]
     assert messages[0].record.stream == "events"
     assert messages[0].record.data == {"identity": "u1"}
-    assert messages[1].state.stream.stream_descriptor.name == "events"
+    assert messages[1].stream == (None, "events")
+    assert messages[1].text == STATE
+    assert stats.unparseable_lines == 0
+
+
+def test_a_record_holding_the_word_state_is_still_a_record(logger):
+    line = json.dumps(
+        {"type": "RECORD", "record": {"stream": "s", "data": {"level": "STATE"}, "emitted_at": 1}}
+    )
+    (message,), stats = read([line], logger)
+    assert message.__class__ is AirbyteMessage and message.record.data == {"level": "STATE"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"s"},'
+        '"stream_state":{"cursor":123456789012345678901234567890}}},"id":7}',
+        '{"type":"STATE","state":{"data":' + "[" * 3000 + "]" * 3000 + "}}",
+        '{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{"c":"a\\ud83d"}}}}',
+    ],
+    ids=["30-digit cursor", "3000 levels", "lone surrogate"],
+)
+def test_states_any_parser_would_refuse_or_change_are_read_as_they_are(logger, payload):
+    (message,), stats = read([payload + "\n"], logger)
+    assert message.__class__ is StateMessage and message.text == payload
     assert stats.unparseable_lines == 0
 
 
@@ -205,6 +232,34 @@ def test_integers_wider_than_64_bits_keep_every_digit(logger, value):
     assert type(message.record.data["id"]) is int
 
 
+@pytest.mark.parametrize("line", ["null", "5", "-1.5e3", '"x"', "[]", "true", " null \n"])
+def test_json_that_is_not_an_object_is_counted_as_not_a_message(logger, line):
+    """Issue 14.9: `null` was skipped without being counted."""
+    messages, stats = read([RECORD, line, STATE], logger)
+    assert [m.type for m in messages] == [Type.RECORD, Type.STATE]
+    assert stats.skipped_lines == Counter({INCOMPLETE: 1})
+
+
+@pytest.mark.parametrize(
+    "literal", ["1e400", "-1e400", "1E+400", "1" * 400 + ".5", "-" + "9" * 5000, "1" * 4301]
+)
+def test_a_number_no_python_number_holds_is_kept_as_its_text(logger, literal):
+    """Issue 14.4 and 14.6: infinity (which orjson writes as null), or the whole line lost to
+    Python's 4300-digit limit on int()."""
+    line = record_line({"x": "PLACEHOLDER", "big": 2**70}).replace('"PLACEHOLDER"', literal)
+    (message,), stats = read([line], logger)
+    assert message.record.data == {"x": RawNumber(literal), "big": 2**70}
+    assert stats.unparseable_lines == 0
+    assert literal not in repr(message.record.data["x"])
+
+
+@pytest.mark.parametrize("literal, value", [("1e-400", 0.0), ("1" * 4300, int("1" * 4300))])
+def test_numbers_a_python_number_holds_stay_python_numbers(logger, literal, value):
+    line = record_line({"x": "PLACEHOLDER", "big": 2**70}).replace('"PLACEHOLDER"', literal)
+    (message,), _ = read([line], logger)
+    assert message.record.data["x"] == value and type(message.record.data["x"]) is type(value)
+
+
 def test_a_lone_surrogate_becomes_the_replacement_character_and_is_counted(logger):
     line = (
         '{"type":"RECORD","record":{"stream":"s","emitted_at":1,"data":'
@@ -258,3 +313,13 @@ def test_no_byte_sequence_ends_the_sync(line):
     messages, stats = read([line, RECORD.encode()], logging.getLogger("test"))
     assert messages[-1].type == Type.RECORD
     assert len(messages) + stats.unparseable_lines in (1, 2)
+
+
+def test_a_state_whose_type_is_written_with_escapes_is_still_a_state(logger):
+    line = (
+        '{"type":"\\u0053TATE","state":{"type":"STREAM",'
+        '"stream":{"stream_descriptor":{"name":"s"}}},"id":3}'
+    )
+    (message,), stats = read([line], logger)
+    assert message.__class__ is StateMessage and message.text == line
+    assert message.stream == (None, "s") and stats.unparseable_lines == 0

@@ -549,14 +549,16 @@ def test_abort_cancels_the_clock(make_loader):
 
 def test_abort_wakes_a_delivery_sleeping_on_the_clock(make_loader):
     clock = SyncClock()
-    woke = threading.Event()
+    sleeping, woke = threading.Event(), threading.Event()
     pool = SenderPool(1, clock)
 
     def deliver(batch: Batch) -> None:
+        sleeping.set()
         if not clock.sleep(WAIT):
             woke.set()
 
     BatchLoader(deliver, 1, pool).process_record({"n": 1}, 1)
+    assert sleeping.wait(WAIT)
 
     pool.abort()
 

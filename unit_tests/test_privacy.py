@@ -18,7 +18,11 @@ from destination_heap_analytics.privacy import (
 )
 
 SHOWN_WORDS = frozenset(VOCABULARY.values())
-SHOWN_LOWER = frozenset(word.lower() for word in SHOWN_WORDS) | {CUT_MARK}
+SHOWN_LOWER = (
+    frozenset(word.lower() for word in SHOWN_WORDS)
+    | {CUT_MARK}
+    | frozenset(NOTHING_SAFE_TO_SHOW.split())  # a value such as "NATION" is in "explanation"
+)
 POSITIONS = st.integers(0, 999).filter(lambda n: str(n) not in VOCABULARY)
 """Item positions; Heap's limits (255, 1000) are vocabulary words and would show."""
 FRAGMENT = 6

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import pytest
-from airbyte_cdk.models import AirbyteStateMessage, Type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +27,18 @@ from destination_heap_analytics.rejection_guard import (
 )
 from destination_heap_analytics.routes import Routes
 from destination_heap_analytics.senders import SenderPool
+from destination_heap_analytics.state_message import EmittedState
 from destination_heap_analytics.stats import InputStats
+from destination_heap_analytics.transformer import stream_key
 from destination_heap_analytics.writer import HeapWriter
-from unit_tests.builders import heap_config, make_catalog, record, stream_state
+from unit_tests.builders import (
+    emitted,
+    heap_config,
+    make_catalog,
+    record,
+    state_value,
+    stream_state,
+)
 from unit_tests.fakes import FakeClock, RefusingHeap
 
 REASON = "HTTP 400: properties should be object"
@@ -358,7 +366,7 @@ ALL_REFUSED_REQUESTS = 50
 class Synced:
     heap: RefusingHeap
     writer: HeapWriter
-    states: list[AirbyteStateMessage]
+    states: list[EmittedState]
     error: HeapRefusesMost | None
 
     @property
@@ -392,10 +400,10 @@ def run_sync(
         writer.finish()
     except HeapRefusesMost as refused:
         error = refused
-        writer.abort()
+        writer.stop()
     finally:
         writer.close()
-    states = [m.state for m in writer.take_output() if m.type == Type.STATE]
+    states = [line for line in writer.take_output() if line.__class__ is EmittedState]
     return Synced(heap, writer, states, error)
 
 
@@ -407,9 +415,9 @@ def delivered(synced: Synced) -> list[str]:
     return sorted(item["identity"] for item in synced.heap.accepted)
 
 
-def emitted_rows(state: AirbyteStateMessage) -> int:
+def emitted_rows(state: EmittedState) -> int:
     """The last row (0-based) a state of `run_sync` follows."""
-    return state.stream.stream_state.v
+    return state_value(state)
 
 
 ARRANGEMENTS = ("head", "tail", "interleaved", "spread", "random")
@@ -547,8 +555,8 @@ def test_a_refused_row_in_one_stream_never_holds_the_acknowledgement_of_another(
         RefusingHeap({"bad"}),
     )
     a, b = routes.route_for((None, "a")), routes.route_for((None, "b"))
-    a.process_record({"user": "bad", "event": "e"}, 1)
-    b.process_record({"user": "fine", "event": "e"}, 2)
+    a.process_record({"user": "bad", "event": "e"}, 1, stream_key(None, "a"))
+    b.process_record({"user": "fine", "event": "e"}, 2, stream_key(None, "b"))
     assert (a.loader.drain(), b.loader.drain()) == (1, 1)
     pool.finish()
 
@@ -556,6 +564,26 @@ def test_a_refused_row_in_one_stream_never_holds_the_acknowledgement_of_another(
     assert a.loader.acknowledged() == 0, "held until the refusal settles or the input ends"
     a.loader.settle_all()
     assert a.loader.acknowledged() == 1
+
+
+def test_a_refused_row_in_one_stream_never_holds_the_states_of_another():
+    heap = RefusingHeap({"bad"})
+    writer = HeapWriter.start(
+        heap_config(batch_size=10), make_catalog("a", "b"), InputStats(), FakeClock(), heap
+    )
+    writer.process(record("bad", "a"))
+    writer.process(stream_state("a", 1))
+    writer.process(record("fine", "b"))
+    writer.process(stream_state("b", 2))
+    released: list[dict] = []
+    for n in range(100_000):  # until the pool has sent b's batch: records drive it, no timing
+        released += [emitted(m) for m in writer.take_output() if m.__class__ is EmittedState]
+        if released:
+            break
+        writer.process(record(f"x{n}", "elsewhere"))
+    assert [s["stream"]["stream_descriptor"]["name"] for s in released] == ["b"]
+    writer.finish()
+    writer.close()
 
 
 def test_a_refused_row_settles_while_other_streams_load_though_its_stream_sends_nothing_more():
@@ -568,8 +596,8 @@ def test_a_refused_row_settles_while_other_streams_load_though_its_stream_sends_
     released = []
     for n in range(3 * RECENT_RECORDS):
         writer.process(record(f"b{n}", "b"))
-        released += [m.state for m in writer.take_output() if m.type == Type.STATE]
-    assert [s.stream.stream_descriptor.name for s in released] == ["a"]
+        released += [emitted(m) for m in writer.take_output() if m.__class__ is EmittedState]
+    assert [s["stream"]["stream_descriptor"]["name"] for s in released] == ["a"]
     assert len(heap.accepted) >= RECENT_RECORDS, "released only once the window moved past it"
     writer.finish()
     writer.close()

@@ -149,6 +149,43 @@ def test_gives_up_when_next_delay_would_pass_the_budget():
     assert isinstance(raised.value.last_error, HeapTransientError)
 
 
+def test_time_waiting_for_a_turn_is_not_retry_time_but_failed_attempts_are():
+    fake = FakeClock()
+    turns: list[float] = []
+
+    def wait_turn() -> bool:  # the pacer: a minute before every attempt
+        turns.append(fake.time)
+        return fake.sleep(60.0)
+
+    def slow_failure() -> None:  # each attempt takes 4 s, then fails
+        fake.time += 4.0
+        raise HeapTransientError("HTTP 500 from Heap")
+
+    with pytest.raises(RetriesExhausted) as raised:
+        call_with_retries(
+            slow_failure,
+            RetryPolicy(max_retry_seconds=20),
+            fake,
+            rand=lambda: 1.0,
+            wait_turn=wait_turn,
+        )
+
+    # 4 s attempts and backoffs of 0.5, 1, 2: 4+0.5+4+1+4+2+4 = 19.5, and a backoff of 4 more
+    # would pass 20; the four waits of 60 s for a turn count for nothing.
+    assert [s for s in fake.sleeps if s != 60.0] == [0.5, 1.0, 2.0]
+    assert len(turns) == 4
+    assert "gave up after 4 attempts in 20 s" in str(raised.value)
+
+
+def test_a_cancelled_wait_for_a_turn_raises_cancelled_before_any_attempt():
+    operation = Flaky([])
+    with pytest.raises(Cancelled):
+        call_with_retries(
+            operation, RetryPolicy(max_retry_seconds=60), FakeClock(), wait_turn=lambda: False
+        )
+    assert operation.calls == 0
+
+
 def test_retry_after_beyond_the_budget_gives_up_without_waiting():
     fake = FakeClock()
     operation = Flaky([HeapTransientError("HTTP 429", retry_after=3600.0)])

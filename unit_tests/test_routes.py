@@ -9,13 +9,14 @@ import threading
 from destination_heap_analytics.client import HeapRejected, HeapTransientError
 from destination_heap_analytics.config import ApiType, RateLimit
 from destination_heap_analytics.routes import (
-    CatalogStreams,
     Ignored,
+    Route,
     Routes,
     effective_batch_size,
     ordering_key,
 )
 from destination_heap_analytics.senders import SenderPool
+from destination_heap_analytics.transformer import stream_key
 from unit_tests.builders import heap_config, make_catalog
 from unit_tests.fakes import FakeClock
 
@@ -48,31 +49,6 @@ def make_routes(
     )
 
 
-# --- CatalogStreams ---------------------------------------------------------------------------
-
-
-def test_catalog_contains_its_exact_namespace_and_name():
-    streams = CatalogStreams(make_catalog(("shop", "orders"), (None, "users")))
-
-    assert ("shop", "orders") in streams
-    assert (None, "users") in streams
-
-
-def test_catalog_falls_back_to_the_name_alone():
-    streams = CatalogStreams(make_catalog(("shop", "orders"), (None, "users")))
-
-    assert ("rewritten", "orders") in streams
-    assert (None, "orders") in streams
-    assert ("some_namespace", "users") in streams
-
-
-def test_catalog_does_not_contain_other_names():
-    streams = CatalogStreams(make_catalog(("shop", "orders")))
-
-    assert ("shop", "refunds") not in streams
-    assert (None, "Orders") not in streams
-
-
 # --- Routes ----------------------------------------------------------------------------------
 
 
@@ -89,7 +65,7 @@ def test_each_catalog_stream_gets_its_own_route_built_once():
 
 def test_streams_outside_the_catalog_get_no_route():
     routes = make_routes((None, "users"))
-    assert routes.route_for((None, "orders")) is Ignored.NOT_IN_CATALOG
+    assert routes.route_for(None) is Ignored.NOT_IN_CATALOG
     assert routes.built == []
 
 
@@ -101,15 +77,18 @@ def test_routes_of_one_api_type_share_one_client():
     assert clients.made == [("https://heap.test/api/track", "events")]
 
 
-def test_a_stream_state_waits_for_its_stream_and_a_global_one_for_all():
+def test_a_route_is_known_once_its_stream_has_had_records():
     routes = make_routes(("shop", "users"), (None, "orders"))
     users = routes.route_for(("shop", "users"))
-    orders = routes.route_for((None, "orders"))
 
-    assert routes.for_state(("shop", "users")) == [users]
-    assert routes.for_state(("rewritten", "users")) == [users]
-    assert routes.for_state((None, "never_seen")) == []
-    assert routes.for_state(None) == [users, orders]
+    assert routes.built_route(("shop", "users")) is users
+    assert routes.built_route((None, "orders")) is None
+    assert routes.built_route(None) is None
+
+
+def feed(route: Route, data: dict, row: int) -> None:
+    """As the writer hands a record of the route's own stream to it."""
+    route.process_record(data, row, stream_key(*route.stats.stream))
 
 
 class RefusingUsers(RecordingClients):
@@ -137,9 +116,9 @@ def test_every_route_judges_refusals_with_the_syncs_one_guard():
     )
     orders, users = routes.route_for((None, "orders")), routes.route_for((None, "users"))
     for row in range(1, 101):
-        orders.process_record({"user": f"good-{row}", "event": "e"}, row)
+        feed(orders, {"user": f"good-{row}", "event": "e"}, row)
     for row in range(101, 131):
-        users.process_record({"user": f"{'bad' if row <= 120 else 'ok'}-{row}", "event": "e"}, row)
+        feed(users, {"user": f"{'bad' if row <= 120 else 'ok'}-{row}", "event": "e"}, row)
     routes._pool.finish()
 
     assert users.stats.delivery.rejected.total() == 20
@@ -194,8 +173,8 @@ def test_the_later_record_wins_across_streams_even_when_the_earlier_one_is_retri
     """Issue 14, item 2: stream a's old plan is retried; stream b's new one must land last."""
     heap = UserProperties(fail_once="old")
     routes = make_routes((None, "a"), (None, "b"), clients=heap, api=USER_PROPERTIES, batch_size=1)
-    routes.route_for((None, "a")).process_record({"user": "u", "plan": "old"}, 1)
-    routes.route_for((None, "b")).process_record({"user": "u", "plan": "new"}, 2)
+    feed(routes.route_for((None, "a")), {"user": "u", "plan": "old"}, 1)
+    feed(routes.route_for((None, "b")), {"user": "u", "plan": "new"}, 2)
     routes._pool.finish()
 
     assert heap.posts == [["old"], ["old"], ["new"]]
@@ -206,9 +185,9 @@ def test_an_earlier_record_in_another_streams_filling_batch_is_sent_first():
     heap = UserProperties(fail_once=None)
     routes = make_routes((None, "a"), (None, "b"), clients=heap, api=USER_PROPERTIES)
     a, b = routes.route_for((None, "a")), routes.route_for((None, "b"))
-    a.process_record({"user": "u", "plan": "old"}, 1)
-    a.process_record({"user": "v", "plan": "a-only"}, 2)
-    b.process_record({"user": "u", "plan": "new"}, 3)
+    feed(a, {"user": "u", "plan": "old"}, 1)
+    feed(a, {"user": "v", "plan": "a-only"}, 2)
+    feed(b, {"user": "u", "plan": "new"}, 3)
     b.loader.drain()
     routes._pool.finish()
 
@@ -222,8 +201,8 @@ def test_routes_of_other_api_types_do_not_order_each_other():
         (None, "events"),
         streams=[{"stream": "users", "api": USER_PROPERTIES}],
     )
-    routes.route_for((None, "users")).process_record({"user": "u"}, 1)
-    routes.route_for((None, "events")).process_record({"user": "u", "event": "e"}, 2)
+    feed(routes.route_for((None, "users")), {"user": "u"}, 1)
+    feed(routes.route_for((None, "events")), {"user": "u", "event": "e"}, 2)
     assert routes.route_for((None, "users")).loader._items, "still filling: not sent first"
 
 

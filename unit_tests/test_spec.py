@@ -130,7 +130,14 @@ def test_the_spec_is_a_valid_draft7_schema():
 
 def test_every_one_of_in_the_spec_follows_the_ui_rules():
     one_ofs = [pointer for pointer, node in schema_nodes(SPEC) if "oneOf" in node]
-    assert one_ofs == ["#/properties/api", "#/properties/streams/items/properties/api"]
+    storage = "#/properties/object_storage_config"
+    assert one_ofs == [
+        "#/properties/api",
+        "#/properties/streams/items/properties/api",
+        storage,
+        f"{storage}/oneOf/1/properties/format",
+        f"{storage}/oneOf/1/properties/compression",
+    ]
     assert ui_rule_violations(SPEC) == []
 
 
@@ -152,6 +159,75 @@ def test_api_options_are_told_apart_by_api_type():
         "add_user_properties",
         "add_account_properties",
     ]
+
+
+STORAGE = SPEC["properties"]["object_storage_config"]
+S3_OPTION = STORAGE["oneOf"][1]
+
+
+def test_object_storage_config_has_the_names_airbytes_platform_reads():
+    """The platform links rejected records by these names (Airbyte's ObjectStorageSpec); the
+    field stays optional, so organisations without the entitlement never see it required."""
+    assert STORAGE["title"] == "Object Storage Configuration"
+    assert "object_storage_config" not in SPEC["required"] and "default" not in STORAGE
+    assert [option["title"] for option in STORAGE["oneOf"]] == ["None", "S3"]
+    assert discriminators(STORAGE["oneOf"]) == ["storage_type"]
+    assert S3_OPTION["required"] == [
+        "storage_type",
+        "s3_bucket_name",
+        "s3_bucket_region",
+        "bucket_path",
+    ]
+    assert set(S3_OPTION["properties"]) == {
+        "storage_type",
+        "access_key_id",
+        "secret_access_key",
+        "role_arn",
+        "s3_bucket_name",
+        "s3_bucket_region",
+        "s3_endpoint",
+        "bucket_path",
+        "format",
+        "compression",
+    }
+    assert S3_OPTION["properties"]["bucket_path"]["title"] == "Prefix Path in the Bucket"
+    region = S3_OPTION["properties"]["s3_bucket_region"]
+    assert region["default"] == "" and "" in region["enum"] and "us-east-1" in region["enum"]
+
+
+def test_every_discriminator_of_the_storage_options_is_written_both_ways():
+    """`const` for the UI rules above, and the one-value `enum` with its `default` that
+    Airbyte's own connectors write for the same options."""
+    for pointer, node in schema_nodes(STORAGE):
+        for option in node.get("oneOf", []):
+            (name,) = [n for n, sub in option["properties"].items() if "const" in sub]
+            field = option["properties"][name]
+            assert field["enum"] == [field["const"]] == [field["default"]], pointer
+
+
+def test_the_secrets_are_exactly_the_s3_keys():
+    """app_id is deliberately not a secret (README: Configuration); the S3 keys are, and the
+    UI shows them even when optional."""
+    secrets = [pointer for pointer, node in schema_nodes(SPEC) if node.get("airbyte_secret")]
+    assert secrets == [
+        "#/properties/object_storage_config/oneOf/1/properties/access_key_id",
+        "#/properties/object_storage_config/oneOf/1/properties/secret_access_key",
+    ]
+    for name in ("access_key_id", "secret_access_key"):
+        assert S3_OPTION["properties"][name]["always_show"] is True
+
+
+def test_only_jsonl_and_the_compression_choice_are_offered_and_both_are_hidden():
+    properties = S3_OPTION["properties"]
+    assert [o["properties"]["format_type"]["const"] for o in properties["format"]["oneOf"]] == [
+        "JSONL"
+    ]
+    assert [
+        o["properties"]["compression_type"]["const"] for o in properties["compression"]["oneOf"]
+    ] == ["No Compression", "GZIP"]
+    assert properties["format"]["airbyte_hidden"] and properties["compression"]["airbyte_hidden"]
+    assert properties["format"]["default"] == {"format_type": "JSONL"}
+    assert properties["compression"]["default"] == {"compression_type": "No Compression"}
 
 
 def api_option(spec: dict, index: int) -> dict:
@@ -183,6 +259,12 @@ MUTATIONS: dict[str, Callable[[dict], None]] = {
     "forbidden key": lambda s: s["properties"]["batch_size"].update(anyOf=[{"minimum": 1}]),
     "repeated enum value": lambda s: s["properties"]["app_id"].update(enum=["a", "a"]),
     "repeated order": lambda s: s["properties"]["batch_size"].update(order=0),
+    "storage options share a const": lambda s: s["properties"]["object_storage_config"]["oneOf"][1][
+        "properties"
+    ]["storage_type"].update(const="None"),
+    "repeated order in the S3 option": lambda s: s["properties"]["object_storage_config"]["oneOf"][
+        1
+    ]["properties"]["role_arn"].update(order=1),
 }
 
 

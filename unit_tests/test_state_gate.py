@@ -1,13 +1,20 @@
-"""StateGate and StateCounter: states released in input order once what they wait for is
-acknowledged; destinationStats counts per state chunk."""
+"""StateGate: states released once what they wait for is acknowledged, in input order per stream
+(and globally for GLOBAL and legacy states), with destinationStats counted per state chunk."""
 
 from __future__ import annotations
 
-import pytest
-from airbyte_cdk.models import AirbyteMessage
+import json
 
-from destination_heap_analytics.state_gate import StateCounter, StateGate, stream_of
-from unit_tests.builders import global_state, legacy_state, stream_state
+import pytest
+
+from destination_heap_analytics.delivery import ChunkTally
+from destination_heap_analytics.state_gate import (
+    EVERY_STREAM,
+    HeldState,
+    StateGate,
+    destination_stats,
+)
+from unit_tests.builders import global_state, legacy_state, state_value, stream_state
 
 
 class Acknowledging:
@@ -17,123 +24,114 @@ class Acknowledging:
         self.seq = seq
         self.error: Exception | None = None
 
-    def acknowledged(self) -> int:
-        if self.error is not None:
+    def acknowledged(self, raise_errors: bool = True) -> int:
+        if self.error is not None and raise_errors:
             raise self.error
         return self.seq
 
 
-# --- StateGate --------------------------------------------------------------------------------
+def held(state, waits=(), tallies=(), key=None) -> HeldState:
+    if key is None:
+        key = state.stream if state.stream is not None else EVERY_STREAM
+    return HeldState(state, list(waits), list(tallies), key)
+
+
+def released_values(gate: StateGate, raise_errors: bool = True) -> list[int]:
+    return [state_value(line) for line in gate.release(raise_errors)]
 
 
 def test_a_state_waits_until_every_loader_it_depends_on_has_acknowledged():
     users, orders = Acknowledging(), Acknowledging()
     gate = StateGate()
-    state = global_state(1)
-    gate.hold(state, [(users, 2), (orders, 1)])
+    gate.hold(held(global_state(1), [(users, 2), (orders, 1)]))
 
     assert gate.release() == []
     users.seq = 2
     assert gate.release() == []
     orders.seq = 1
-    assert gate.release() == [state]
+    assert released_values(gate) == [1]
     assert not gate.holding
 
 
-def test_states_leave_in_input_order_even_when_a_later_one_is_ready_first():
+def test_states_of_one_stream_leave_in_input_order():
     slow, fast = Acknowledging(), Acknowledging(seq=5)
     gate = StateGate()
-    first, second = stream_state("users", 1), stream_state("orders", 2)
-    gate.hold(first, [(slow, 1)])
-    gate.hold(second, [(fast, 5)])
+    gate.hold(held(stream_state("users", 1), [(slow, 1)]))
+    gate.hold(held(stream_state("users", 2), [(fast, 5)]))
 
     assert gate.release() == []
     slow.seq = 1
-    assert gate.release() == [first, second]
+    assert released_values(gate) == [1, 2]
+
+
+def test_a_stream_state_is_not_held_back_by_another_streams_state():
+    slow, fast = Acknowledging(), Acknowledging(seq=5)
+    gate = StateGate()
+    gate.hold(held(stream_state("users", 1), [(slow, 1)]))
+    gate.hold(held(stream_state("orders", 2), [(fast, 5)]))
+
+    assert released_values(gate) == [2]
+    slow.seq = 1
+    assert released_values(gate) == [1]
+
+
+@pytest.mark.parametrize("make_state", [global_state, legacy_state], ids=["global", "legacy"])
+def test_global_and_legacy_states_neither_overtake_nor_are_overtaken(make_state):
+    slow, fast = Acknowledging(), Acknowledging(seq=5)
+    gate = StateGate()
+    gate.hold(held(stream_state("users", 1), [(slow, 1)]))
+    gate.hold(held(make_state(2), [(fast, 5)]))
+    gate.hold(held(stream_state("orders", 3), [(fast, 5)]))
+
+    assert gate.release() == []
+    slow.seq = 1
+    assert released_values(gate) == [1, 2, 3]
 
 
 def test_a_state_that_waits_for_nothing_leaves_at_once():
     gate = StateGate()
-    state = stream_state("nothing_sent")
-    gate.hold(state, [])
-    assert gate.release() == [state]
+    gate.hold(held(stream_state("nothing_sent", 4)))
+    assert released_values(gate) == [4]
 
 
 def test_a_fatal_error_of_a_loader_is_raised_not_passed():
     failing = Acknowledging()
     failing.error = RuntimeError("batch failed")
     gate = StateGate()
-    gate.hold(stream_state("users"), [(failing, 1)])
+    gate.hold(held(stream_state("users"), [(failing, 1)]))
     with pytest.raises(RuntimeError):
         gate.release()
     assert gate.holding
 
 
-def test_stream_of_names_stream_states_only():
-    assert stream_of(stream_state("users", namespace="shop").state) == ("shop", "users")
-    assert stream_of(global_state().state) is None
-    assert stream_of(legacy_state().state) is None
+def test_when_the_sync_ends_on_an_error_the_ready_states_still_leave():
+    failing, done = Acknowledging(seq=1), Acknowledging(seq=3)
+    failing.error = RuntimeError("batch 2 failed")
+    gate = StateGate()
+    gate.hold(held(stream_state("users", 1), [(failing, 1)]))
+    gate.hold(held(stream_state("users", 2), [(failing, 2)]))
+    gate.hold(held(stream_state("orders", 3), [(done, 3)]))
+
+    assert released_values(gate, raise_errors=False) == [1, 3]
+    assert gate.holding
 
 
-# --- StateCounter -----------------------------------------------------------------------------
-
-
-class Counted:
-    """A StateCounter fed as the writer feeds it: each record counted, the running total given."""
-
-    def __init__(self) -> None:
-        self.counter = StateCounter()
-        self.records = 0
-
-    def count(self, *streams: tuple[str | None, str]) -> None:
-        for stream in streams:
-            self.records += 1
-            self.counter.count(stream)
-
-    def take(self, message: AirbyteMessage) -> int:
-        return self.counter.take(message.state, self.records)
-
-
-def test_stream_state_counts_the_records_of_its_own_stream():
-    counted = Counted()
-    counted.count(*[(None, "users")] * 3, *[(None, "orders")] * 2)
-
-    assert counted.take(stream_state("users")) == 3
-    assert counted.take(stream_state("orders")) == 2
-    assert counted.take(stream_state("users")) == 0
-
-
-def test_stream_state_count_restarts_after_each_state():
-    counted = Counted()
-    counted.count((None, "users"))
-    counted.take(stream_state("users"))
-    counted.count((None, "users"), (None, "users"))
-
-    assert counted.take(stream_state("users")) == 2
-
-
-def test_stream_state_matches_the_namespace():
-    counted = Counted()
-    counted.count(("shop", "users"), ("shop", "users"), (None, "users"))
-
-    assert counted.take(stream_state("users", namespace="shop")) == 2
-    assert counted.take(stream_state("users")) == 1
-
-
-@pytest.mark.parametrize("make_state", [global_state, legacy_state], ids=["global", "legacy"])
-def test_global_and_legacy_states_count_every_record_since_the_last_state(make_state):
-    counted = Counted()
-    counted.count((None, "users"), (None, "orders"), ("shop", "users"))
-
-    assert counted.take(make_state()) == 3
-    counted.count((None, "orders"))
-    assert counted.take(make_state()) == 1
-    assert counted.take(make_state()) == 0
+def test_destination_stats_split_a_chunk_into_loaded_and_rejected():
+    tallies = [ChunkTally(received=10, invalid=2, refused=3), ChunkTally(received=4)]
+    stats = destination_stats(tallies)
+    assert (stats.record_count, stats.rejected_count) == (9, 5)
+    gate = StateGate()
+    gate.hold(held(stream_state("users", 1), tallies=tallies))
+    (line,) = gate.release()
+    assert json.loads(line.line)["state"]["destinationStats"] == {
+        "recordCount": 9.0,
+        "rejectedRecordCount": 5.0,
+    }
 
 
 def test_a_dry_runs_gate_withholds_every_state_and_counts_it():
     gate = StateGate(withhold=True)
-    gate.hold(stream_state("users"), [])
-    gate.hold(global_state(), [(Acknowledging(9), 1)])
+    gate.hold(held(stream_state("users")))
+    gate.hold(held(global_state(), [(Acknowledging(9), 1)]))
     assert gate.release() == [] and not gate.holding
     assert gate.withheld == 2

@@ -18,6 +18,7 @@ import pytest
 
 from destination_heap_analytics import heap_limits
 from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath, parse_config
+from destination_heap_analytics.json_numbers import RawNumber
 from destination_heap_analytics.transformer import (
     InvalidRecord,
     RecordTransformer,
@@ -25,6 +26,7 @@ from destination_heap_analytics.transformer import (
     compile_getter,
     drop_reserved_id,
     flatten_value,
+    merge_enclosed,
     put_value,
     read_timestamp,
     record_hash,
@@ -62,9 +64,11 @@ def reference_transform(
             if value is not None:
                 path = column.path.name
                 below = frozenset(e for e in excluded if e.startswith(f"{path}."))
-                put_value(
-                    out, column.name, value, stats, len(column.path.segments) + 1, path, below
-                )
+                into = {} if column.enclosed else out
+                depth = len(column.path.segments) + 1
+                put_value(into, column.name, value, stats, depth, path, below)
+                if column.enclosed:
+                    merge_enclosed(out, into, stats)
         if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
             drop_reserved_id(out, stats)
         return out
@@ -134,6 +138,11 @@ MAPPINGS = {
         "property_columns": "*",
         "exclude_columns": "a, tags",
     },
+    "account properties, columns inside columns": {
+        "api_type": "add_account_properties",
+        "account_id_column": "user",
+        "property_columns": "a.b, meta.kind, a, meta as m, meta.user as m.user, list, list.0",
+    },
     "account properties, list index and dotted key": {
         "api_type": "add_account_properties",
         "account_id_column": "list.1",
@@ -178,6 +187,15 @@ class Awkward:
         1e300,
         -0.0,
         1.2345678901234568e22,
+        2.0**53,
+        2.0**53 - 1,
+        10**1023 - 1,
+        -(10**1023 - 1),
+        10**1023,
+        RawNumber("1e400"),
+        RawNumber("-1e400"),
+        RawNumber("1" * 400 + ".5"),
+        RawNumber("9" * 5000),
     ]
     KEYS = [
         "user",
@@ -189,6 +207,7 @@ class Awkward:
         "a",
         "b",
         "a.b",
+        "b.b",
         "",
         "x.",
         "id",

@@ -12,16 +12,24 @@ import pytest
 from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteMessageSerializer,
-    AirbyteStateMessage,
     Level,
     Type,
 )
 
 from destination_heap_analytics.client import HeapRejected
+from destination_heap_analytics.state_message import EmittedState
 from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.sync_log import PROGRESS_INTERVAL_SECONDS
 from destination_heap_analytics.writer import PROGRESS_CHECK_EVERY, HeapWriter
-from unit_tests.builders import global_state, heap_config, make_catalog, record, stream_state
+from unit_tests.builders import (
+    emitted,
+    global_state,
+    heap_config,
+    make_catalog,
+    record,
+    state_value,
+    stream_state,
+)
 from unit_tests.fakes import FakeClock
 
 WAIT = 5.0
@@ -80,26 +88,26 @@ class FakeClient:
         pass
 
 
-def logs(messages: list[AirbyteMessage], level: Level | None = None) -> list[str]:
+def logs(messages: list, level: Level | None = None) -> list[str]:
     return [
         m.log.message
         for m in messages
-        if m.type == Type.LOG and (level is None or m.log.level == level)
+        if m.__class__ is AirbyteMessage
+        and m.type == Type.LOG
+        and (level is None or m.log.level == level)
     ]
 
 
-def states(messages: list[AirbyteMessage]) -> list[AirbyteStateMessage]:
-    return [m.state for m in messages if m.type == Type.STATE]
+def states(messages: list) -> list[dict]:
+    return [emitted(m) for m in messages if m.__class__ is EmittedState]
 
 
-def values(messages: list[AirbyteMessage]) -> list[int]:
-    released = []
-    for state in states(messages):
-        if state.stream is not None:
-            released.append(state.stream.stream_state.v)
-        else:
-            released.append(state.global_.shared_state.v)
-    return released
+def values(messages: list) -> list[int]:
+    return [state_value(m) for m in messages if m.__class__ is EmittedState]
+
+
+def record_counts(messages: list) -> list[float]:
+    return [s["destinationStats"]["recordCount"] for s in states(messages)]
 
 
 class Sync:
@@ -159,7 +167,7 @@ def sync(heap) -> Iterator[callable]:
     yield make
     heap.release_all()
     for each in made:
-        each.writer.abort()
+        each.writer.stop()
         each.writer.close()
 
 
@@ -174,15 +182,15 @@ def test_state_is_held_until_its_records_are_acknowledged(heap, sync):
 
     heap.release("u2")
     (released,) = states(run.finish())
-    assert released.stream.stream_state.v == 1
-    assert released.destinationStats.recordCount == 2
+    assert released["stream"]["stream_state"]["v"] == 1
+    assert released["destinationStats"] == {"recordCount": 2.0, "rejectedRecordCount": 0.0}
     assert heap.accepted() == ["u1", "u2"]
 
 
 def test_state_without_pending_records_is_released_at_once(sync):
     (released,) = states(sync().feed(stream_state("users", 5)))
-    assert released.stream.stream_state.v == 5
-    assert released.destinationStats.recordCount == 0
+    assert released["stream"]["stream_state"]["v"] == 5
+    assert released["destinationStats"]["recordCount"] == 0
 
 
 def test_state_is_not_released_while_its_own_batch_is_in_flight(heap, sync):
@@ -202,9 +210,8 @@ def test_states_come_out_in_input_order_with_their_own_counts(sync):
     run.feed(stream_state("users", 2))
     run.finish()
 
-    released = states(run.output)
-    assert [s.stream.stream_state.v for s in released] == [1, 2]
-    assert [s.destinationStats.recordCount for s in released] == [1, 2]
+    assert values(run.output) == [1, 2]
+    assert record_counts(run.output) == [1, 2]
     assert run.writer.stats.states_emitted == 2
     assert run.writer.stats.delivered == 3
 
@@ -235,7 +242,7 @@ def test_a_global_state_waits_for_every_stream(heap, sync):
     heap.release("slow-order")
     run.finish()
     assert values(run.output) == [7, 8]
-    assert [s.destinationStats.recordCount for s in states(run.output)] == [2, 1]
+    assert record_counts(run.output) == [2, 1]
 
 
 def test_records_of_different_streams_never_share_a_batch(heap, sync):
