@@ -566,38 +566,48 @@ def test_a_refused_row_in_one_stream_never_holds_the_acknowledgement_of_another(
     assert a.loader.acknowledged() == 1
 
 
-def test_a_refused_row_in_one_stream_never_holds_the_states_of_another():
-    heap = RefusingHeap({"bad"})
+def writer_with_a_refused_row(heap: RefusingHeap, batch_size: int) -> HeapWriter:
+    """Streams a and b; a's first record refused by Heap, then a state of a."""
     writer = HeapWriter.start(
-        heap_config(batch_size=10), make_catalog("a", "b"), InputStats(), FakeClock(), heap
+        heap_config(batch_size=batch_size), make_catalog("a", "b"), InputStats(), FakeClock(), heap
     )
     writer.process(record("bad", "a"))
     writer.process(stream_state("a", 1))
+    return writer
+
+
+def released_streams(writer: HeapWriter) -> list[str]:
+    """The streams of the states the writer has released since last asked."""
+    return [
+        emitted(line)["stream"]["stream_descriptor"]["name"]
+        for line in writer.take_output()
+        if line.__class__ is EmittedState
+    ]
+
+
+def test_a_refused_row_in_one_stream_never_holds_the_states_of_another():
+    writer = writer_with_a_refused_row(RefusingHeap({"bad"}), batch_size=10)
     writer.process(record("fine", "b"))
     writer.process(stream_state("b", 2))
-    released: list[dict] = []
+    released: list[str] = []
     for n in range(100_000):  # until the pool has sent b's batch: records drive it, no timing
-        released += [emitted(m) for m in writer.take_output() if m.__class__ is EmittedState]
+        released += released_streams(writer)
         if released:
             break
         writer.process(record(f"x{n}", "elsewhere"))
-    assert [s["stream"]["stream_descriptor"]["name"] for s in released] == ["b"]
+    assert released == ["b"]
     writer.finish()
     writer.close()
 
 
 def test_a_refused_row_settles_while_other_streams_load_though_its_stream_sends_nothing_more():
     heap = RefusingHeap({"bad"})
-    writer = HeapWriter.start(
-        heap_config(batch_size=100), make_catalog("a", "b"), InputStats(), FakeClock(), heap
-    )
-    writer.process(record("bad", "a"))
-    writer.process(stream_state("a", 1))
+    writer = writer_with_a_refused_row(heap, batch_size=100)
     released = []
     for n in range(3 * RECENT_RECORDS):
         writer.process(record(f"b{n}", "b"))
-        released += [emitted(m) for m in writer.take_output() if m.__class__ is EmittedState]
-    assert [s["stream"]["stream_descriptor"]["name"] for s in released] == ["a"]
+        released += released_streams(writer)
+    assert released == ["a"]
     assert len(heap.accepted) >= RECENT_RECORDS, "released only once the window moved past it"
     writer.finish()
     writer.close()
