@@ -454,29 +454,36 @@ STORAGE_TYPE = "storage_type"
 STORAGE_TYPE_TITLE = "Object Storage Type"
 
 
+def aws_key(title: str, description: str, order: int, example: str) -> Schema:
+    """Half of an AWS access key pair: a secret, shown in the form even though it is optional."""
+    return field(
+        "string",
+        title,
+        f"{description} {AWS_CREDENTIALS_DOC}",
+        order=order,
+        examples=[example],
+        secret=True,
+        always_show=True,
+    )
+
+
 def s3_fields() -> dict[str, Schema]:
     """The S3 option's fields after its discriminator, with the names Airbyte's platform reads."""
     return {
-        "access_key_id": field(
-            "string",
+        "access_key_id": aws_key(
             "Access Key ID",
             "The access key ID to access the S3 bucket. The connector writes, lists and deletes "
             "objects under the prefix path (s3:PutObject, s3:ListBucket, s3:DeleteObject). Leave "
             "empty to use a Role ARN, or the credentials of the environment (AWS_* variables, an "
-            f"instance profile). {AWS_CREDENTIALS_DOC}",
-            order=1,
-            examples=["A012345678910EXAMPLE"],
-            secret=True,
-            always_show=True,
+            "instance profile).",
+            1,
+            "A012345678910EXAMPLE",
         ),
-        "secret_access_key": field(
-            "string",
+        "secret_access_key": aws_key(
             "Secret Access Key",
-            f"The corresponding secret to the access key ID. {AWS_CREDENTIALS_DOC}",
-            order=2,
-            examples=["a012345678910ABCDEFGH/AbCdEfGhEXAMPLEKEY"],
-            secret=True,
-            always_show=True,
+            "The corresponding secret to the access key ID.",
+            2,
+            "a012345678910ABCDEFGH/AbCdEfGhEXAMPLEKEY",
         ),
         "role_arn": field(
             "string",
