@@ -309,6 +309,9 @@ def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
     fields, the region list); what follows are the rules the schema cannot state."""
     if raw is None or raw["storage_type"] == "None":
         return None
+    bucket_name = _parse_bucket_name(raw["s3_bucket_name"])  # fields in the form's order
+    bucket_path = _parse_bucket_path(raw["bucket_path"])
+    endpoint = _parse_s3_endpoint(raw.get("s3_endpoint", ""))
     access_key_id = _optional_text(raw, "access_key_id")
     secret_access_key = _optional_text(raw, "secret_access_key")
     if (access_key_id is None) != (secret_access_key is None):
@@ -318,10 +321,10 @@ def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
             _storage_field("secret_access_key"),
         )
     return S3Storage(
-        bucket_name=_parse_bucket_name(raw["s3_bucket_name"]),
-        bucket_path=_parse_bucket_path(raw["bucket_path"]),
+        bucket_name=bucket_name,
+        bucket_path=bucket_path,
         region=raw["s3_bucket_region"] or None,
-        endpoint=_parse_s3_endpoint(raw.get("s3_endpoint", "")),
+        endpoint=endpoint,
         access_key_id=access_key_id,
         secret_access_key=secret_access_key,
         role_arn=_parse_role_arn(raw.get("role_arn", "")),
