@@ -152,9 +152,13 @@ class Pacing:
 OBJECT_STORAGE_FIELD = "object_storage_config"
 """The top-level field Airbyte's platform reads for rejected-records storage (its exact name)."""
 
+MAX_S3_KEY_BYTES = 1024
+"""S3 object keys hold at most 1,024 UTF-8 bytes
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html)."""
+
 MAX_BUCKET_PATH_BYTES = 500
-"""S3 keys hold at most 1,024 UTF-8 bytes; the rest of a key (sync id, namespace, stream, file
-name) takes at most about 510 (rejected_records.py caps each part), so the prefix keeps 500."""
+"""The rest of a key (sync id, namespace, stream, file name) takes at most about 510 of
+MAX_S3_KEY_BYTES (rejected_records.py caps each part), so the prefix keeps 500."""
 
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 """What botocore accepts as a bucket name (its client-side check); AWS's own rules are stricter,
@@ -305,6 +309,9 @@ def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
     fields, the region list); what follows are the rules the schema cannot state."""
     if raw is None or raw["storage_type"] == "None":
         return None
+    bucket_name = _parse_bucket_name(raw["s3_bucket_name"])  # fields in the form's order
+    bucket_path = _parse_bucket_path(raw["bucket_path"])
+    endpoint = _parse_s3_endpoint(raw.get("s3_endpoint", ""))
     access_key_id = _optional_text(raw, "access_key_id")
     secret_access_key = _optional_text(raw, "secret_access_key")
     if (access_key_id is None) != (secret_access_key is None):
@@ -314,10 +321,10 @@ def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
             _storage_field("secret_access_key"),
         )
     return S3Storage(
-        bucket_name=_parse_bucket_name(raw["s3_bucket_name"]),
-        bucket_path=_parse_bucket_path(raw["bucket_path"]),
+        bucket_name=bucket_name,
+        bucket_path=bucket_path,
         region=raw["s3_bucket_region"] or None,
-        endpoint=_parse_s3_endpoint(raw.get("s3_endpoint", "")),
+        endpoint=endpoint,
         access_key_id=access_key_id,
         secret_access_key=secret_access_key,
         role_arn=_parse_role_arn(raw.get("role_arn", "")),
@@ -356,7 +363,8 @@ def _parse_bucket_path(value: str) -> str:
     if len(path.encode("utf-8", "surrogatepass")) > MAX_BUCKET_PATH_BYTES:
         raise ConfigError(
             _storage_field("bucket_path"),
-            f"is longer than {MAX_BUCKET_PATH_BYTES} bytes; S3 keys hold at most 1024",
+            f"is longer than {MAX_BUCKET_PATH_BYTES} bytes; "
+            f"S3 keys hold at most {MAX_S3_KEY_BYTES}",
         )
     return path
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
+from destination_heap_analytics import heap_limits
 from destination_heap_analytics.delivery import Rejection
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.stats import RouteStats, SyncStats
@@ -23,6 +24,9 @@ logger = logging.getLogger("airbyte")
 PROGRESS_INTERVAL_SECONDS = 10.0
 LOGGED_ROWS_PER_REASON = 10
 """Rows logged individually per skip reason; the rest are counted in the summary."""
+
+TRUNCATED_VALUES = f"values truncated to {heap_limits.MAX_PROPERTY_LENGTH} characters"
+"""How the summary and a dry run name the count of values cut to Heap's length."""
 
 
 class SyncLog:
@@ -137,7 +141,7 @@ def dry_run_stream_line(route: RouteStats) -> str:
     line = (
         f"Dry run, stream '{route.name}' ({route.api_type.value}): {route.records} records, "
         f"would load {delivery.planned_items} items in {delivery.planned_requests} requests; "
-        f"invalid {with_reasons(route.invalid)}; values truncated to 1023 characters: "
+        f"invalid {with_reasons(route.invalid)}; {TRUNCATED_VALUES}: "
         f"{transform.truncated_values}; properties dropped: "
         f"{with_reasons(Counter(transform.dropped_properties))}."
     )
@@ -165,7 +169,7 @@ def summary_line(stats: SyncStats, paced_seconds: float, now: float) -> str:
     parts += [
         f"unparseable input lines skipped: {with_reasons(stats.input.skipped_lines)}",
         f"lone surrogates replaced by U+FFFD: {stats.input.repaired_lines} lines",
-        f"values truncated to 1023 characters: {stats.truncated_values}",
+        f"{TRUNCATED_VALUES}: {stats.truncated_values}",
         f"properties dropped: {with_reasons(stats.dropped_properties)}",
         f"requests: {stats.requests}",
         f"retries: {with_reasons(stats.retry_reasons)}",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,21 @@ def test_base_url_default_and_examples_are_heaps_hosts():
     base_url = SPEC["properties"]["base_url"]
     assert base_url["default"] == heap_limits.US_BASE_URL
     assert base_url["examples"] == [heap_limits.US_BASE_URL, heap_limits.EU_BASE_URL]
+
+
+def test_the_spec_is_fully_expanded():
+    """Airbyte's form (airbyte-platform's `jsonSchemaToFormBlock`) never follows `$ref`, and its
+    connector acceptance test fails a spec that holds one (docs/architecture.md, on
+    spec_definition.py)."""
+    text = json.dumps(SPEC)
+    assert '"$ref"' not in text
+    assert "definitions" not in SPEC and "$defs" not in SPEC
+
+
+def test_every_range_is_stated_in_its_description_as_the_schema_has_it():
+    ranged = [(p, n) for p, n in schema_nodes(SPEC) if "minimum" in n or "maximum" in n]
+    assert len(ranged) == 4
+    for pointer, node in ranged:
+        stated = re.findall(r"\((\d[\d,]*) to (\d[\d,]*)\b", node["description"])
+        numbers = [tuple(int(n.replace(",", "")) for n in pair) for pair in stated]
+        assert numbers == [(node["minimum"], node["maximum"])], pointer
