@@ -129,6 +129,16 @@ class BatchLoader:
         self._advance()
         return self._acknowledged_seq
 
+    def sending_before(self, seq: int) -> bool:
+        """Is a batch up to `seq` still being sent (queued or in flight), rather than finished
+        and waiting for a refusal to settle? (Call after `acknowledged`.)"""
+        for batch, future in self._unacknowledged:
+            if batch.seq > seq:
+                return False
+            if not future.done():
+                return True
+        return False
+
     def settle_all(self) -> None:
         """End of input with no fatal error: every finished batch is settled."""
         self._pool.raise_fatal_error()

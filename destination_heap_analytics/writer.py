@@ -205,7 +205,7 @@ class HeapWriter:
         acknowledged (their batches finished before the stop), without raising the error that
         is ending the sync; it is already on its way."""
         self._pool.abort()
-        self._release_states(raise_errors=False)
+        self._release_states(ending=True)
         self._report_rejections()
 
     def close(self) -> None:
@@ -265,8 +265,8 @@ class HeapWriter:
             for warning in route.column_report.warnings():
                 self._log.warn(warning)
 
-    def _release_states(self, raise_errors: bool = True) -> None:
-        released = self._gate.release(raise_errors)
+    def _release_states(self, ending: bool = False) -> None:
+        released = self._gate.release(ending)
         if released:
             self._report_rejections()
             self.output += released
