@@ -39,7 +39,7 @@ from destination_heap_analytics.config_file import (
 )
 from destination_heap_analytics.connection_check import check_connection
 from destination_heap_analytics.destination_catalog import destination_catalog_line
-from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.input_reader import read_messages, stdin_lines
 from destination_heap_analytics.preview import run_preview
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
@@ -128,7 +128,7 @@ class DestinationHeapAnalytics(Destination):
             logger.info("Writing complete.")
 
     def _parse_input_stream(self, input_stream: IO[bytes]) -> Iterable[AirbyteMessage]:  # type: ignore[override]
-        return read_messages(input_stream, self._input_stats, logger)
+        return read_messages(stdin_lines(input_stream), self._input_stats, logger)
 
     def write(
         self,

@@ -27,7 +27,7 @@ from destination_heap_analytics.config_file import (
     read_config_file,
 )
 from destination_heap_analytics.dry_run import PreviewSample
-from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.input_reader import read_messages, stdin_lines
 from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.sync_log import dry_run_line, summary_line
 from destination_heap_analytics.writer import HeapWriter
@@ -53,7 +53,7 @@ def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[s
     writer = HeapWriter.start(
         dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
     )
-    messages = read_messages(stdin, input_stats, logging.getLogger("airbyte"))
+    messages = read_messages(stdin_lines(stdin), input_stats, logging.getLogger("airbyte"))
     for output in writer.run(messages):
         if output.type == Type.LOG and output.log.level in SHOWN_LEVELS:
             print(f"{output.log.level.value} {output.log.message}", file=stderr)

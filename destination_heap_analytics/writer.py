@@ -17,6 +17,7 @@ from destination_heap_analytics.client import HeapClient
 from destination_heap_analytics.config import HeapConfig, StreamId
 from destination_heap_analytics.delivery import ChunkTally
 from destination_heap_analytics.dry_run import PreviewSample
+from destination_heap_analytics.input_reader import IDLE, Idle
 from destination_heap_analytics.routes import Ignored, Route, Routes
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_gate import EVERY_STREAM, HeldState, StateGate
@@ -31,7 +32,7 @@ STATE = Type.STATE
 PROGRESS_CHECK_EVERY = 1024
 """Records between clock reads for the progress line."""
 
-Message = AirbyteMessage | StateMessage
+Message = AirbyteMessage | StateMessage | Idle
 Output = AirbyteMessage | EmittedState
 
 
@@ -142,7 +143,11 @@ class HeapWriter:
     # -- input ------------------------------------------------------------------------------
     def process(self, message: Message) -> None:
         """Runs once per message; a RECORD is handled inline, with plain attribute and dict
-        operations, since this is the per-record path."""
+        operations, since this is the per-record path. An `IDLE` (stdin silent for a while)
+        only gives held states and the progress line their chance."""
+        if message is IDLE:
+            self._on_idle()
+            return
         stats = self.stats
         stats.messages += 1
         if message.type == RECORD:
@@ -187,6 +192,11 @@ class HeapWriter:
             tallies.append(self._close_chunk(chunk_key))
         self._gate.hold(HeldState(state, waits, tallies, key))
         self._release_states()
+        self._progress()
+
+    def _on_idle(self) -> None:
+        if self._gate.holding and self._pool.batches_ended():
+            self._release_states()
         self._progress()
 
     def finish(self) -> None:
