@@ -134,9 +134,13 @@ class BatchDelivery:
         clock: Clock,
         guard: RejectionGuard | None = None,
         ordering_key: Callable[[dict], str] | None = None,
+        keep_refused: Callable[[int, dict, HeapRejected], None] | None = None,
     ) -> None:
         """`clock` times retries and wakes them when the sync is cancelled; `ordering_key`
-        names the item field whose input order must hold (None for events)."""
+        names the item field whose input order must hold (None for events); `keep_refused`
+        receives each refused item with its row (the rejected-records bucket), in the sending
+        thread, before the batch can be acknowledged."""
+        self._keep_refused = keep_refused
         self._client = client
         self._pacer = pacer
         self._policy = policy
@@ -213,6 +217,8 @@ class BatchDelivery:
     def _count_rejection(self, batch: Batch, index: int, refusal: HeapRejected) -> None:
         self._stats.count_rejection(Rejection(batch.rows[index], refusal.status, refusal.message))
         batch.refused += 1
+        if self._keep_refused is not None:
+            self._keep_refused(batch.rows[index], batch.items[index], refusal)
 
     def _post(self, items: list[dict]) -> HeapRejected | None:
         """One request of `items` (retried through transient failures); Heap's refusal, or

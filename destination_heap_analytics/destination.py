@@ -41,6 +41,7 @@ from destination_heap_analytics.connection_check import check_connection
 from destination_heap_analytics.destination_catalog import destination_catalog_line
 from destination_heap_analytics.input_reader import read_messages, stdin_lines
 from destination_heap_analytics.preview import run_preview
+from destination_heap_analytics.rejected_records import ObjectStorageError, check_object_storage
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
 from destination_heap_analytics.state_message import EmittedState, StateMessage
@@ -62,6 +63,9 @@ class DestinationHeapAnalytics(Destination):
                 return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=DRY_RUN_CHECK)
             logger.info(f"Checking Heap at {settings.base_url}")
             problem = check_connection(settings)
+            if problem is None and settings.object_storage is not None:
+                logger.info("Checking the rejected-records bucket (object_storage_config)")
+                problem = check_object_storage(settings.object_storage)
         except ConfigError as error:
             problem = str(error)
         except Exception as error:  # a bug must still answer FAILED, without record data
@@ -215,6 +219,8 @@ def as_traced_exception(error: Exception) -> AirbyteTracedException:
         return error
     if isinstance(error, HeapConfigurationError):
         return config_error(f"{error}. Check the '{error.field}' setting; nothing more was sent.")
+    if isinstance(error, ObjectStorageError):
+        return config_error(f"{error}. {RESUMES}")
     if isinstance(error, HeapRefusesMost):
         return config_error(f"{error}. Check the 'api' mapping and 'app_id'. {RESUMES}")
     if isinstance(error, RetriesExhausted):

@@ -139,9 +139,12 @@ class BatchLoader:
                 return True
         return False
 
-    def settle_all(self) -> None:
-        """End of input with no fatal error: every finished batch is settled."""
-        self._pool.raise_fatal_error()
+    def settle_all(self, raise_errors: bool = True) -> None:
+        """Every finished batch is settled: at the end of the input (raising the first fatal
+        error, if any), or when a sync stops for a reason other than Heap refusing most
+        records, whose refusals can then no longer be part of such a failure."""
+        if raise_errors:
+            self._pool.raise_fatal_error()
         self._advance(settle_all=True)
 
     def _advance(self, settle_all: bool = False) -> None:

@@ -419,6 +419,18 @@ def _joined(*parts: str) -> str:
 # --- Lines --------------------------------------------------------------------------------------
 
 
+def invalid_reason(reason: str) -> dict[str, str]:
+    """The `reason` of a record the connector found invalid: the column and the rule it broke,
+    as the sync log words them (`email is missing or null`)."""
+    return {"kind": "invalid", "reason": reason}
+
+
+def refused_reason(status: int, message: str) -> dict[str, Any]:
+    """The `reason` of a record Heap refused: its status and its message, as the log shows it
+    (`privacy.describe`'s words: Heap's own text is never copied, not even here)."""
+    return {"kind": "refused", "status": status, "message": message}
+
+
 def encode_line(
     namespace: str | None,
     stream: str,

@@ -20,7 +20,7 @@ from enum import Enum
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 
-from destination_heap_analytics.client import HeapClient
+from destination_heap_analytics.client import HeapClient, HeapRejected
 from destination_heap_analytics.column_report import ColumnReport, schema_warnings
 from destination_heap_analytics.config import (
     ApiType,
@@ -35,6 +35,7 @@ from destination_heap_analytics.delivery import BatchDelivery
 from destination_heap_analytics.dry_run import DryRunDelivery, PreviewSample, known_property_names
 from destination_heap_analytics.loader import BatchLoader, OrderingKeys
 from destination_heap_analytics.pacer import Pacer
+from destination_heap_analytics.rejected_records import RejectedRecords, refused_reason
 from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import RetryPolicy
 from destination_heap_analytics.senders import SenderPool
@@ -111,9 +112,12 @@ class Routes:
         pool: SenderPool,
         client_factory: Callable[..., HeapClient] = HeapClient,
         preview: PreviewSample | None = None,
+        rejected: RejectedRecords | None = None,
     ) -> None:
         """`client_factory` makes the HTTP client of each API type (a fake in unit tests);
-        `preview` collects the first items of a dry run for the `preview` command."""
+        `preview` collects the first items of a dry run for the `preview` command; `rejected`
+        is the bucket that keeps the items Heap refuses, when one is configured."""
+        self._rejected = rejected
         self._client_factory = client_factory
         self._preview = preview
         self._config = config
@@ -188,6 +192,7 @@ class Routes:
                 self._clock,
                 guard=self._guard,
                 ordering_key=ordering_key(mapping.api_type),
+                keep_refused=self._keeper_of_refusals(stream),
             )
         loader = BatchLoader(
             delivery.deliver,
@@ -197,6 +202,22 @@ class Routes:
             settled=delivery.settled,
         )
         return Route(stats, transformer, loader, ColumnReport(mapping.configured_columns()))
+
+    def _keeper_of_refusals(
+        self, stream: StreamId
+    ) -> Callable[[int, dict, HeapRejected], None] | None:
+        """What puts a refused item of `stream` into the rejected-records bucket, if any."""
+        rejected = self._rejected
+        if rejected is None:
+            return None
+        namespace, name = stream
+
+        def keep(row: int, item: dict, refusal: HeapRejected) -> None:
+            rejected.add(
+                namespace, name, row, item, refused_reason(refusal.status, refusal.message)
+            )
+
+        return keep
 
     def _endpoint(self, api_type: ApiType) -> _Endpoint:
         endpoint = self._endpoints.get(api_type)

@@ -90,6 +90,11 @@ class SenderPool:
             if timed_out:
                 self._while_waiting()
 
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """The first fatal error of any batch, if one failed."""
+        return self._fatal
+
     def raise_fatal_error(self) -> None:
         """A failed batch ends the sync as soon as it is seen, not when its turn comes."""
         if self._fatal is not None:

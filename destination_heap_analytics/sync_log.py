@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from typing import Protocol
 
 from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
@@ -111,24 +112,60 @@ class SyncLog:
     def dry_run_started(self) -> None:
         self.log(Level.INFO, f"Dry run: {DRY_RUN_PROMISE}.")
 
-    def summary(self, paced_seconds: float, states_withheld: int = 0) -> list[AirbyteMessage]:
+    def summary(
+        self, paced_seconds: float, states_withheld: int = 0, rejected: StoredCounts | None = None
+    ) -> list[AirbyteMessage]:
+        """`rejected`: the bucket's counts, when rejected records are stored."""
         stats = self._stats
         lines = [totals_line(stats), summary_line(stats, paced_seconds, self._clock.now())]
         if self._dry_run:
             lines += [dry_run_stream_line(route) for route in stats.routes]
             lines += [
                 dry_run_line(stats),
+                dry_run_rejections_line(stats),
                 f"Dry run complete: {DRY_RUN_PROMISE} ({states_withheld} states withheld).",
             ]
         elif len(stats.routes) > 1:
             lines += [stream_line(route) for route in stats.routes]
+        if rejected is not None:
+            lines.append(stored_line(rejected))
         return [log_message(Level.INFO, line) for line in lines]
+
+    def rejected_records_go_to(self, prefix: str) -> None:
+        self.log(Level.INFO, f"Rejected records are stored under {prefix}")
 
 
 DRY_RUN_PROMISE = (
     "records are read, checked and transformed as in a real sync, but nothing is sent to Heap "
     "and no state is emitted, so the next real sync starts from the same place"
 )
+
+
+class StoredCounts(Protocol):
+    """What the summary reads of the rejected-records bucket."""
+
+    stored: int
+    objects: int
+
+    def prefix(self) -> str: ...
+
+
+def stored_line(rejected: StoredCounts) -> str:
+    """Where the records that did not reach Heap went, and how many are there."""
+    return (
+        f"Rejected records stored: {rejected.stored} records in {rejected.objects} objects "
+        f"under {rejected.prefix()}"
+    )
+
+
+def dry_run_rejections_line(stats: SyncStats) -> str:
+    """A dry run knows the records its own rules refuse; what Heap would refuse only a real
+    sync can tell."""
+    return (
+        f"Dry run: {stats.invalid.total()} records would be rejected by the connector's own "
+        "rules (and stored in the rejected-records bucket, when one is configured); records "
+        "Heap itself refuses are known only in a real sync."
+    )
 
 
 def dry_run_line(stats: SyncStats) -> str:

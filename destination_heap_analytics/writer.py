@@ -18,6 +18,13 @@ from destination_heap_analytics.config import HeapConfig, StreamId
 from destination_heap_analytics.delivery import ChunkTally
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.input_reader import IDLE, Idle
+from destination_heap_analytics.rejected_records import (
+    ObjectStorageError,
+    RejectedRecords,
+    invalid_reason,
+)
+from destination_heap_analytics.rejection_guard import HeapRefusesMost
+from destination_heap_analytics.retry import RetryPolicy
 from destination_heap_analytics.routes import Ignored, Route, Routes
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_gate import EVERY_STREAM, HeldState, StateGate
@@ -34,6 +41,12 @@ PROGRESS_CHECK_EVERY = 1024
 
 Message = AirbyteMessage | StateMessage | Idle
 Output = AirbyteMessage | EmittedState
+
+
+def catalog_sync_id(catalog: ConfiguredAirbyteCatalog) -> int | None:
+    """The job id the platform puts on every stream of the catalog (for destinations that
+    declare `supportsRefreshes`); None when run by hand or through PyAirbyte."""
+    return next((s.sync_id for s in catalog.streams if s.sync_id is not None), None)
 
 
 class _Stream:
@@ -63,8 +76,11 @@ class HeapWriter:
         log: SyncLog,
         output: list[Output],
         gate: StateGate,
+        rejected: RejectedRecords | None = None,
     ) -> None:
-        """`output` is where the log writes its lines; states join them there, in order."""
+        """`output` is where the log writes its lines; states join them there, in order.
+        `rejected` is the user's bucket for the records that do not reach Heap, if any."""
+        self._rejected = rejected
         self.output = output
         self._routes = routes
         self._streams = routes.streams
@@ -85,10 +101,12 @@ class HeapWriter:
         clock: Clock | None = None,
         client_factory: Callable[..., HeapClient] = HeapClient,
         preview: PreviewSample | None = None,
+        storage_client: object = None,
     ) -> HeapWriter:
-        """Wire one sync together: the clock, the shared senders, the routes, the log. A dry
-        run (`config.dry_run`) sends nothing and emits no state; `preview` collects its first
-        items for the `preview` command."""
+        """Wire one sync together: the clock, the shared senders, the routes, the log, the
+        rejected-records bucket. A dry run (`config.dry_run`) sends nothing, stores nothing and
+        emits no state; `preview` collects its first items for the `preview` command;
+        `storage_client` replaces the bucket's S3 client (tests)."""
         clock = clock or SyncClock()
         stats = SyncStats(input_stats, started=clock.now())
         output: list[Output] = []
@@ -98,8 +116,19 @@ class HeapWriter:
             clock,
             while_waiting=lambda: log.progress_while_blocked(pool.in_flight),
         )
-        routes = Routes(config, catalog, clock, pool, client_factory, preview)
-        writer = cls(routes, pool, stats, log, output, StateGate(withhold=config.dry_run))
+        rejected = None
+        if config.object_storage is not None and not config.dry_run:
+            rejected = RejectedRecords(
+                config.object_storage,
+                catalog_sync_id(catalog),
+                clock,
+                RetryPolicy(config.max_retry_seconds),
+                client=storage_client,
+            )
+            log.rejected_records_go_to(rejected.prefix())
+        routes = Routes(config, catalog, clock, pool, client_factory, preview, rejected)
+        gate = StateGate(withhold=config.dry_run)
+        writer = cls(routes, pool, stats, log, output, gate, rejected)
         if config.dry_run:
             log.dry_run_started()
         for entry in routes.streams.unmatched_entries():
@@ -130,8 +159,8 @@ class HeapWriter:
         except GeneratorExit:
             self.stop()
             raise
-        except BaseException:
-            self.stop()
+        except BaseException as error:
+            self.stop(error)
             yield from self.take_output()
             yield from self.summary()
             raise
@@ -167,6 +196,14 @@ class HeapWriter:
                 if invalid is not None:
                     known.tally.invalid += 1
                     self._log.invalid_row(row, invalid)
+                    if self._rejected is not None:
+                        self._rejected.add(
+                            record.namespace,
+                            record.stream,
+                            row,
+                            record.data,
+                            invalid_reason(invalid),
+                        )
                 if row % PROGRESS_CHECK_EVERY == 0:
                     self._progress()
         elif message.type == STATE:
@@ -208,18 +245,28 @@ class HeapWriter:
         for route in self._routes.built:
             route.loader.settle_all()
         self._release_states()
+        if self._rejected is not None:
+            self._rejected.flush()  # the rows after the last state, which no state covers
         self._report_rejections()
 
-    def stop(self) -> None:
-        """The sync is ending early: stop sending, then release every state whose records Heap
-        acknowledged (their batches finished before the stop), without raising the error that
-        is ending the sync; it is already on its way."""
+    def stop(self, error: BaseException | None = None) -> None:
+        """The sync is ending early, on `error`: stop sending, then release every state whose
+        records Heap answered (their batches finished before the stop), without raising the
+        error; it is already on its way. Unless Heap refusing most records is the cause, a
+        refusal can no longer be part of such a failure, so finished batches need not wait for
+        their refusals to settle; when it is, no state passes the records Heap refused."""
         self._pool.abort()
+        causes = (error, self._pool.fatal_error)
+        if not any(isinstance(cause, HeapRefusesMost) for cause in causes):
+            for route in self._routes.built:
+                route.loader.settle_all(raise_errors=False)
         self._release_states(ending=True)
         self._report_rejections()
 
     def close(self) -> None:
         self._routes.close()
+        if self._rejected is not None:
+            self._rejected.close()
 
     # -- output -----------------------------------------------------------------------------
     def take_output(self) -> list[Output]:
@@ -228,7 +275,7 @@ class HeapWriter:
         return taken
 
     def summary(self) -> list[AirbyteMessage]:
-        return self._log.summary(self._routes.paced_seconds, self._gate.withheld)
+        return self._log.summary(self._routes.paced_seconds, self._gate.withheld, self._rejected)
 
     # -- internals ----------------------------------------------------------------------------
     def _admit(self, stream: StreamId) -> _Stream:
@@ -276,7 +323,19 @@ class HeapWriter:
                 self._log.warn(warning)
 
     def _release_states(self, ending: bool = False) -> None:
+        """Emit the states that are ready, once the rejected records before them are stored:
+        a state never passes rows that are neither in Heap nor in the user's bucket. When the
+        sync is ending and the bucket fails, those states stay unsaid; the sync's own error is
+        already on its way, and the bucket's is in the log."""
         released = self._gate.release(ending)
+        if released and self._rejected is not None:
+            try:
+                self._rejected.flush()
+            except ObjectStorageError as error:
+                if not ending:
+                    raise
+                self._log.warn(f"{error}. The states that were ready are not emitted.")
+                released = []
         if released:
             self._report_rejections()
             self.output += released
