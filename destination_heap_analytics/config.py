@@ -217,22 +217,33 @@ def endpoint_url(base_url: str, api_type: ApiType) -> str:
     return f"{base_url}/api/{api_type.value}"
 
 
-def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
+NO_MAPPING = (
+    "is required unless 'streams' lists a mapping: set a default mapping in 'api', one per "
+    "stream in 'streams', or both (or map the streams to Heap's objects in Airbyte's mapping "
+    "screen)"
+)
+
+
+def no_mapping_error() -> ConfigError:
+    """The config maps no stream and the catalog names no Heap object for any."""
+    return ConfigError("api", NO_MAPPING)
+
+
+def parse_config(raw: Mapping[str, Any], require_mapping: bool = True) -> HeapConfig:
     """Validate every field and build the typed config; raises ConfigError naming the field.
 
     Types, ranges, required fields and defaults come from spec.json alone (config_schema.py);
     what follows are the rules a JSON schema cannot state: dot paths, https, non-blank values.
+    `require_mapping=False` accepts a config with neither `api` nor `streams`: a connection that
+    maps its streams in Airbyte's mapping screen (data activation) needs none, which only the
+    configured catalog can tell (`check`, `discover`, and `write` before it reads the catalog).
     """
     config = with_spec_defaults(raw)
     check_against_spec(config)
     default_mapping = _parse_mapping(config["api"], "api") if "api" in config else None
     stream_mappings = _parse_streams(config.get("streams", []))
-    if default_mapping is None and not stream_mappings:
-        raise ConfigError(
-            "api",
-            "is required unless 'streams' lists a mapping: set a default mapping in 'api', "
-            "one per stream in 'streams', or both",
-        )
+    if require_mapping and default_mapping is None and not stream_mappings:
+        raise no_mapping_error()
     batch_size = int(config["batch_size"])
     scale = pacing_time_scale()
     return HeapConfig(

@@ -23,6 +23,7 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_heap_analytics.activation import CatalogError
 from destination_heap_analytics.cli import (
     config_error,
     ends_cleanly,
@@ -58,7 +59,7 @@ class DestinationHeapAnalytics(Destination):
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Never raises: the CDK does not turn an exception in check into a FAILED status."""
         try:
-            settings = parse_config(config)
+            settings = parse_config(config, require_mapping=False)  # the catalog may map
             if settings.dry_run:
                 return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=DRY_RUN_CHECK)
             logger.info(f"Checking Heap at {settings.base_url}")
@@ -143,9 +144,12 @@ class DestinationHeapAnalytics(Destination):
         """The CDK's write. States come in as the reader's `StateMessage` (or as CDK models,
         from Python callers) and go out as `EmittedState` lines, exactly as they came but for
         `destinationStats`; everything else is an `AirbyteMessage`."""
-        writer = HeapWriter.start(
-            parse_config_or_fail(config), configured_catalog, self._input_stats
-        )
+        try:
+            writer = HeapWriter.start(
+                parse_config_or_fail(config), configured_catalog, self._input_stats
+            )
+        except (ConfigError, CatalogError) as error:
+            raise config_error(str(error)) from None
         try:
             yield from writer.run(as_state_messages(input_messages))
         except Exception as error:
@@ -201,8 +205,10 @@ DRY_RUN_CHECK = "Dry run: the configuration is valid; no preflight event was sen
 
 
 def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:
+    """The config as `write` and `discover` take it: a mapping may come from the catalog
+    (data activation), so only `HeapWriter.start` can tell that none is given."""
     try:
-        return parse_config(config)
+        return parse_config(config, require_mapping=False)
     except ConfigError as error:
         raise config_error(str(error)) from None
 

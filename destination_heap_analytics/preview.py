@@ -20,6 +20,7 @@ from typing import IO
 import orjson
 from airbyte_cdk.models import Level, Type
 
+from destination_heap_analytics.activation import CatalogError
 from destination_heap_analytics.config import ConfigError, parse_config
 from destination_heap_analytics.config_file import (
     ConfigFileError,
@@ -42,17 +43,17 @@ def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[s
     """Exit code 0, or 1 with one line on stderr when the config or catalog cannot be used."""
     options = _parser().parse_args(args)
     _log_to(stderr)
-    try:
-        config = parse_config(read_config_file(options.config))
-        catalog = read_catalog_file(options.catalog)
-    except (ConfigError, ConfigFileError) as error:
-        print(f"preview: {error}", file=stderr)
-        return 1
     sample = PreviewSample(options.limit)
     input_stats = InputStats()
-    writer = HeapWriter.start(
-        dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
-    )
+    try:
+        config = parse_config(read_config_file(options.config), require_mapping=False)
+        catalog = read_catalog_file(options.catalog)
+        writer = HeapWriter.start(
+            dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
+        )
+    except (ConfigError, ConfigFileError, CatalogError) as error:
+        print(f"preview: {error}", file=stderr)
+        return 1
     messages = read_messages(stdin_lines(stdin), input_stats, logging.getLogger("airbyte"))
     for output in writer.run(messages):
         if output.type == Type.LOG and output.log.level in SHOWN_LEVELS:

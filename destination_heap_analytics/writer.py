@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from airbyte_cdk.models import AirbyteMessage, ConfiguredAirbyteCatalog, Type
 
 from destination_heap_analytics.client import HeapClient
-from destination_heap_analytics.config import HeapConfig, StreamId
+from destination_heap_analytics.config import HeapConfig, StreamId, no_mapping_error
 from destination_heap_analytics.delivery import ChunkTally
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.input_reader import IDLE, Idle
@@ -106,7 +106,8 @@ class HeapWriter:
         """Wire one sync together: the clock, the shared senders, the routes, the log, the
         rejected-records bucket. A dry run (`config.dry_run`) sends nothing, stores nothing and
         emits no state; `preview` collects its first items for the `preview` command;
-        `storage_client` replaces the bucket's S3 client (tests)."""
+        `storage_client` replaces the bucket's S3 client (tests). Raises ConfigError (or
+        activation.CatalogError) when the config and the catalog give no usable mapping."""
         clock = clock or SyncClock()
         stats = SyncStats(input_stats, started=clock.now())
         output: list[Output] = []
@@ -127,6 +128,8 @@ class HeapWriter:
             )
             log.rejected_records_go_to(rejected.prefix())
         routes = Routes(config, catalog, clock, pool, client_factory, preview, rejected)
+        if not (config.default_mapping or config.stream_mappings or routes.streams.has_mappings()):
+            raise no_mapping_error()
         gate = StateGate(withhold=config.dry_run)
         writer = cls(routes, pool, stats, log, output, gate, rejected)
         if config.dry_run:
