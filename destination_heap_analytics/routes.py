@@ -32,7 +32,7 @@ from destination_heap_analytics.config import (
     endpoint_url,
 )
 from destination_heap_analytics.delivery import BatchDelivery
-from destination_heap_analytics.dry_run import DryRunDelivery, PreviewSample, known_property_names
+from destination_heap_analytics.dry_run import DryRun, DryRunDelivery
 from destination_heap_analytics.loader import BatchLoader, OrderingKeys
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejected_records import RejectedRecords, refused_reason
@@ -103,6 +103,71 @@ class _Endpoint:
     ordering: OrderingKeys | None
 
 
+class ToHeap:
+    """How batches leave in a real sync: to Heap, through one HTTP client and pacer per API type,
+    judged by the sync's one rejection guard, their refused items kept in the rejected-records
+    bucket when one is configured. The other way is `dry_run.DryRun`; `HeapWriter.start`
+    chooses once."""
+
+    withholds_states = False
+
+    def __init__(
+        self,
+        config: HeapConfig,
+        clock: Clock,
+        client_factory: Callable[..., HeapClient] = HeapClient,
+        rejected: RejectedRecords | None = None,
+    ) -> None:
+        """`client_factory` makes the HTTP client of each API type (a fake in unit tests)."""
+        self._config = config
+        self._clock = clock
+        self._client_factory = client_factory
+        self._rejected = rejected
+        self._policy = RetryPolicy(config.max_retry_seconds)
+        self._guard = RejectionGuard()
+        """One for the sync: its evidence is every stream's records (rejection_guard.py)."""
+
+    def client(self, url: str, bulk_key: str | None) -> HeapClient:
+        config = self._config
+        return self._client_factory(
+            url, config.app_id, bulk_key, pool_size=config.max_concurrent_requests
+        )
+
+    def pacing(self, pacing: Pacing) -> Pacing:
+        return pacing
+
+    def delivery(
+        self, stream: StreamId, mapping: ColumnMapping, endpoint: _Endpoint, stats: RouteStats
+    ) -> BatchDelivery:
+        assert endpoint.client is not None
+        return BatchDelivery(
+            endpoint.client,
+            endpoint.pacer,
+            self._policy,
+            stats.delivery,
+            self._clock,
+            guard=self._guard,
+            ordering_key=ordering_key(mapping.api_type),
+            keep_refused=self._keeper_of_refusals(stream),
+        )
+
+    def _keeper_of_refusals(
+        self, stream: StreamId
+    ) -> Callable[[int, dict, HeapRejected], None] | None:
+        """What puts a refused item of `stream` into the rejected-records bucket, if any."""
+        rejected = self._rejected
+        if rejected is None:
+            return None
+        namespace, name = stream
+
+        def keep(row: int, item: dict, refusal: HeapRejected) -> None:
+            rejected.add(
+                namespace, name, row, item, refused_reason(refusal.status, refusal.message)
+            )
+
+        return keep
+
+
 class Routes:
     def __init__(
         self,
@@ -110,23 +175,14 @@ class Routes:
         catalog: ConfiguredAirbyteCatalog,
         clock: Clock,
         pool: SenderPool,
-        client_factory: Callable[..., HeapClient] = HeapClient,
-        preview: PreviewSample | None = None,
-        rejected: RejectedRecords | None = None,
+        sending: ToHeap | DryRun,
     ) -> None:
-        """`client_factory` makes the HTTP client of each API type (a fake in unit tests);
-        `preview` collects the first items of a dry run for the `preview` command; `rejected`
-        is the bucket that keeps the items Heap refuses, when one is configured."""
-        self._rejected = rejected
-        self._client_factory = client_factory
-        self._preview = preview
+        """`sending` is how batches leave: to Heap, or, in a dry run, nowhere."""
+        self._sending = sending
         self._config = config
         self.streams = StreamMatcher(catalog, config)
         self._clock = clock
         self._pool = pool
-        self._policy = RetryPolicy(config.max_retry_seconds)
-        self._guard = RejectionGuard()
-        """One for the sync: its evidence is every stream's records (rejection_guard.py)."""
         self._endpoints: dict[ApiType, _Endpoint] = {}
         self._routes: dict[StreamId, Route] = {}
         self.built: list[Route] = []
@@ -173,27 +229,12 @@ class Routes:
         endpoint = self._endpoint(mapping.api_type)
         stats = RouteStats(stream, mapping.api_type)
         transformer = RecordTransformer(mapping, stats=stats.transform)
-        if endpoint.client is None:
-            delivery: BatchDelivery | DryRunDelivery = DryRunDelivery(
-                stats.delivery,
-                endpoint.url,
-                self._config.app_id,
-                endpoint.bulk_key,
-                known_property_names(mapping, self.streams.schema(stream)),
-                shapes=stats.shapes,
-                preview=self._preview,
+        if isinstance(self._sending, DryRun):
+            delivery: BatchDelivery | DryRunDelivery = self._sending.delivery(
+                mapping, self.streams.schema(stream), endpoint.url, endpoint.bulk_key, stats
             )
         else:
-            delivery = BatchDelivery(
-                endpoint.client,
-                endpoint.pacer,
-                self._policy,
-                stats.delivery,
-                self._clock,
-                guard=self._guard,
-                ordering_key=ordering_key(mapping.api_type),
-                keep_refused=self._keeper_of_refusals(stream),
-            )
+            delivery = self._sending.delivery(stream, mapping, endpoint, stats)
         loader = BatchLoader(
             delivery.deliver,
             endpoint.batch_size,
@@ -203,22 +244,6 @@ class Routes:
         )
         return Route(stats, transformer, loader, ColumnReport(mapping.configured_columns()))
 
-    def _keeper_of_refusals(
-        self, stream: StreamId
-    ) -> Callable[[int, dict, HeapRejected], None] | None:
-        """What puts a refused item of `stream` into the rejected-records bucket, if any."""
-        rejected = self._rejected
-        if rejected is None:
-            return None
-        namespace, name = stream
-
-        def keep(row: int, item: dict, refusal: HeapRejected) -> None:
-            rejected.add(
-                namespace, name, row, item, refused_reason(refusal.status, refusal.message)
-            )
-
-        return keep
-
     def _endpoint(self, api_type: ApiType) -> _Endpoint:
         endpoint = self._endpoints.get(api_type)
         if endpoint is None:
@@ -226,22 +251,14 @@ class Routes:
             pacing = config.pacing_for(api_type)
             url = endpoint_url(config.base_url, api_type)
             bulk_key = api_type.bulk_key if config.uses_bulk_form else None
-            client = None
-            if not config.dry_run:
-                client = self._client_factory(
-                    url, config.app_id, bulk_key, pool_size=config.max_concurrent_requests
-                )
-            pacer = Pacer(NO_PACING if config.dry_run else pacing, self._clock)
+            client = self._sending.client(url, bulk_key)
+            pacer = Pacer(self._sending.pacing(pacing), self._clock)
             batch_size = effective_batch_size(config.batch_size, pacing.per_app)
             key = ordering_key(api_type)
             ordering = OrderingKeys(key) if key is not None else None
             endpoint = _Endpoint(url, bulk_key, client, pacer, batch_size, ordering)
             self._endpoints[api_type] = endpoint
         return endpoint
-
-
-NO_PACING = Pacing(per_app=None, per_identity=None)
-"""A dry run sends nothing, so it has nothing to pace; its batches keep the real sizes."""
 
 
 def effective_batch_size(batch_size: int, per_app: RateLimit | None) -> int:

@@ -16,7 +16,7 @@ from airbyte_cdk.models import AirbyteMessage, ConfiguredAirbyteCatalog, Type
 from destination_heap_analytics.client import HeapClient
 from destination_heap_analytics.config import HeapConfig, StreamId, no_mapping_error
 from destination_heap_analytics.delivery import ChunkTally
-from destination_heap_analytics.dry_run import PreviewSample
+from destination_heap_analytics.dry_run import DryRun, PreviewSample
 from destination_heap_analytics.input_reader import IDLE, Idle
 from destination_heap_analytics.rejected_records import (
     ObjectStorageError,
@@ -25,7 +25,7 @@ from destination_heap_analytics.rejected_records import (
 )
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetryPolicy
-from destination_heap_analytics.routes import Ignored, Route, Routes
+from destination_heap_analytics.routes import Ignored, Route, Routes, ToHeap
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_gate import EVERY_STREAM, HeldState, StateGate
 from destination_heap_analytics.state_message import EmittedState, StateKind, StateMessage
@@ -118,19 +118,24 @@ class HeapWriter:
             while_waiting=lambda: log.progress_while_blocked(pool.in_flight),
         )
         rejected = None
-        if config.object_storage is not None and not config.dry_run:
-            rejected = RejectedRecords(
-                config.object_storage,
-                catalog_sync_id(catalog),
-                clock,
-                RetryPolicy(config.max_retry_seconds),
-                client=storage_client,
-            )
-            log.rejected_records_go_to(rejected.prefix())
-        routes = Routes(config, catalog, clock, pool, client_factory, preview, rejected)
+        sending: ToHeap | DryRun
+        if config.dry_run:  # the one place the choice is made
+            sending = DryRun(config.app_id, preview)
+        else:
+            if config.object_storage is not None:
+                rejected = RejectedRecords(
+                    config.object_storage,
+                    catalog_sync_id(catalog),
+                    clock,
+                    RetryPolicy(config.max_retry_seconds),
+                    client=storage_client,
+                )
+                log.rejected_records_go_to(rejected.prefix())
+            sending = ToHeap(config, clock, client_factory, rejected)
+        routes = Routes(config, catalog, clock, pool, sending)
         if not (config.default_mapping or config.stream_mappings or routes.streams.has_mappings()):
             raise no_mapping_error()
-        gate = StateGate(withhold=config.dry_run)
+        gate = StateGate(withhold=sending.withholds_states)
         writer = cls(routes, pool, stats, log, output, gate, rejected)
         if config.dry_run:
             log.dry_run_started()

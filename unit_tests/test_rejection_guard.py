@@ -25,7 +25,7 @@ from destination_heap_analytics.rejection_guard import (
     RejectionGuard,
     probe_positions,
 )
-from destination_heap_analytics.routes import Routes
+from destination_heap_analytics.routes import Routes, ToHeap
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_message import EmittedState
 from destination_heap_analytics.stats import InputStats
@@ -547,12 +547,9 @@ def test_a_refused_row_in_one_stream_never_holds_the_acknowledgement_of_another(
     may leave out of input order.)"""
     clock = FakeClock()
     pool = SenderPool(4, clock)
+    config = heap_config(batch_size=10)
     routes = Routes(
-        heap_config(batch_size=10),
-        make_catalog("a", "b"),
-        clock,
-        pool,
-        RefusingHeap({"bad"}),
+        config, make_catalog("a", "b"), clock, pool, ToHeap(config, clock, RefusingHeap({"bad"}))
     )
     a, b = routes.route_for((None, "a")), routes.route_for((None, "b"))
     a.process_record({"user": "bad", "event": "e"}, 1, stream_key(None, "a"))

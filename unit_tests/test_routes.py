@@ -12,6 +12,7 @@ from destination_heap_analytics.routes import (
     Ignored,
     Route,
     Routes,
+    ToHeap,
     effective_batch_size,
     ordering_key,
 )
@@ -40,12 +41,13 @@ def make_routes(
     **config: object,
 ) -> Routes:
     clock = FakeClock()
+    settings = heap_config(**{"batch_size": 10, **config})
     return Routes(
-        heap_config(**{"batch_size": 10, **config}),
+        settings,
         make_catalog(*streams),
         clock,
         SenderPool(senders, clock),
-        clients or RecordingClients(),
+        ToHeap(settings, clock, clients or RecordingClients()),
     )
 
 
