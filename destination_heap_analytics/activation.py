@@ -66,7 +66,7 @@ def operation_of(configured: ConfiguredAirbyteStream) -> Operation:
 def _check_primary_key(configured: ConfiguredAirbyteStream, op: Operation, label: str) -> None:
     if op.matching_keys is None:
         return
-    chosen = {field for path in configured.primary_key or [] for field in path}
+    chosen = _primary_key_fields(configured)
     keys = [set(key) for key in op.matching_keys]
     if chosen not in keys:
         allowed = " or ".join("[" + ", ".join(sorted(key)) + "]" for key in keys)
@@ -90,19 +90,31 @@ def mapping_of(configured: ConfiguredAirbyteStream, config: HeapConfig) -> Colum
                 f"'{operation.object_name}' object in Airbyte's mapping screen; remove the "
                 "entry, or the stream's mapping there",
             )
-    mapped = (_schema_fields(configured) & set(operation.fields)) | set(operation.required)
-    return _BUILDERS[operation.heap_call](operation, frozenset(mapped), label)
+    mapped = frozenset((_schema_fields(configured) & set(operation.fields)) | set(operation.required))
+    if operation.heap_call == ApiType.DELETE_USERS:
+        return _delete_users(operation, mapped, label, _primary_key_fields(configured))
+    return _BUILDERS[operation.heap_call](operation, mapped, label)
+
 
 
 def _track(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:
-    if "identity" not in mapped:
+    """An event names its user by `identity` or by `user_id`, never both (Heap: "both cannot
+    be provided at the same time")."""
+    if "identity" in mapped and "user_id" in mapped:
         raise _catalog_error(
-            f"stream '{label}' loads events without an identity; map a field to 'identity'"
+            f"stream '{label}' maps both 'identity' and 'user_id' for its events; Heap takes "
+            "one of the two, so map exactly one"
+        )
+    if "identity" not in mapped and "user_id" not in mapped:
+        raise _catalog_error(
+            f"stream '{label}' loads events without an identity; map a field to 'identity' "
+            "or to 'user_id'"
         )
     return ColumnMapping(
         api_type=ApiType.TRACK,
         property_columns=None,
-        identity_column=_column("identity"),
+        identity_column=_column("identity") if "identity" in mapped else None,
+        user_id_column=_column("user_id") if "user_id" in mapped else None,
         event_column=_column("event"),
         timestamp_column=_column("timestamp") if "timestamp" in mapped else None,
         idempotency_key_column=_column("idempotency_key") if "idempotency_key" in mapped else None,
@@ -128,20 +140,41 @@ def _account_properties(operation: Operation, mapped: frozenset[str], label: str
     )
 
 
-def _not_yet(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:
-    raise _catalog_error(
-        f"stream '{label}' loads the object '{operation.object_name}' with "
-        f"'{operation.sync_mode}', which this version cannot do yet"
+def _identify(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:
+    """`user` / `update`: each record moves the events of its `user_id` to its `identity`."""
+    return ColumnMapping(
+        api_type=ApiType.IDENTIFY,
+        property_columns=(),
+        identity_column=_column("identity"),
+        user_id_column=_column("user_id"),
+    )
+
+
+def _delete_users(
+    operation: Operation, mapped: frozenset[str], label: str, key: frozenset[str]
+) -> ColumnMapping:
+    """`user` / `soft_delete`: each record deletes the user its primary key names, by
+    `identity` or by `user_id` (operation_of has checked that the key is one of the two)."""
+    (name,) = key
+    column = _column(name)
+    return ColumnMapping(
+        api_type=ApiType.DELETE_USERS,
+        property_columns=(),
+        identity_column=column if name == "identity" else None,
+        user_id_column=column if name == "user_id" else None,
     )
 
 
 _BUILDERS = {
-    "track": _track,
-    "add_user_properties": _user_properties,
-    "add_account_properties": _account_properties,
-    "identify": _not_yet,
-    "delete_users": _not_yet,
+    ApiType.TRACK: _track,
+    ApiType.ADD_USER_PROPERTIES: _user_properties,
+    ApiType.ADD_ACCOUNT_PROPERTIES: _account_properties,
+    ApiType.IDENTIFY: _identify,
 }
+
+
+def _primary_key_fields(configured: ConfiguredAirbyteStream) -> frozenset[str]:
+    return frozenset(field for path in configured.primary_key or [] for field in path)
 
 
 def _schema_fields(configured: ConfiguredAirbyteStream) -> set[str]:

@@ -3,15 +3,20 @@
 As 0.1.0 did, it sends one preflight track event; unlike 0.1.0 it carries a fixed idempotency key,
 so however many times a connection is checked, Heap stores at most one such event. Heap accepts an
 unknown app_id silently, so a success proves the host and the path, not the app_id.
+
+With an `api_key` (a mapping deletes users), it also obtains an access token of the User
+Deletion API, which proves the key and the app_id together, and deletes nothing.
 """
 
 from __future__ import annotations
 
+from destination_heap_analytics import heap_limits
 from destination_heap_analytics.client import (
     HeapClient,
     HeapConfigurationError,
     HeapError,
     HeapRejected,
+    UserDeletionClient,
 )
 from destination_heap_analytics.config import ApiType, HeapConfig, endpoint_url
 from destination_heap_analytics.retry import RetriesExhausted, RetryPolicy, call_with_retries
@@ -53,6 +58,39 @@ def check_connection(config: HeapConfig) -> str | None:
         return f"Heap at {url} could not be reached: {error}. Check 'base_url'."
     except HeapError as error:
         return f"Heap at {url} could not be reached: {error}."
+    finally:
+        client.close()
+    return None
+
+
+def check_deletion_key(config: HeapConfig) -> str | None:
+    """None when Heap gave an access token for `app_id:api_key` (nothing is deleted), else a
+    message saying what to fix; None too when the config has no api_key."""
+    if config.api_key is None:
+        return None
+    url = f"{config.base_url}{heap_limits.AUTH_TOKEN_PATH}"
+    clock = SyncClock()
+    client = UserDeletionClient(
+        endpoint_url(config.base_url, ApiType.DELETE_USERS),
+        config.app_id,
+        config.api_key,
+        url,
+        clock,
+        pool_size=1,
+        timeout=CHECK_TIMEOUT,
+    )
+    try:
+        call_with_retries(
+            client.tokens.current,
+            RetryPolicy(min(CHECK_RETRY_SECONDS, config.max_retry_seconds)),
+            clock,
+        )
+    except HeapConfigurationError as error:
+        return f"{error}. Check the '{error.field}' setting."
+    except RetriesExhausted as error:
+        return f"Heap's User Deletion API at {url} could not be reached: {error}."
+    except HeapError as error:
+        return f"Heap's User Deletion API at {url} refused the token request: {error}."
     finally:
         client.close()
     return None

@@ -13,7 +13,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
+from destination_heap_analytics.client import (
+    HeapClient,
+    HeapRejected,
+    HeapTransientError,
+    Receipt,
+)
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import Judgement, RejectionGuard, probe_positions
 from destination_heap_analytics.retry import RetryPolicy, call_with_retries
@@ -64,6 +69,14 @@ class Rejection:
     message: str
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A request Heap accepted with a receipt (a user deletion): its id and its item count."""
+
+    receipt: Receipt
+    items: int
+
+
 @dataclass
 class DeliveryStats:
     """Counters shared by the sending threads; every update holds the lock."""
@@ -75,7 +88,10 @@ class DeliveryStats:
     retries: int = 0
     rejected: Counter = field(default_factory=Counter)
     retry_reasons: Counter = field(default_factory=Counter)
+    receipts: int = 0
+    """Requests Heap accepted with a receipt (deletion requests)."""
     _new_rejections: list[Rejection] = field(default_factory=list)
+    _new_receipts: list[Accepted] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count_request(self) -> None:
@@ -105,6 +121,17 @@ class DeliveryStats:
                 reason = f"HTTP {rejection.status}: {rejection.message}"
             self.rejected[reason] += 1
             self._new_rejections.append(rejection)
+
+    def count_receipt(self, accepted: Accepted) -> None:
+        with self._lock:
+            self.receipts += 1
+            self._new_receipts.append(accepted)
+
+    def take_new_receipts(self) -> list[Accepted]:
+        """Receipts since the last call, in the order Heap answered, for the main thread."""
+        with self._lock:
+            taken, self._new_receipts = self._new_receipts, []
+        return taken
 
     def take_new_rejections(self) -> list[Rejection]:
         """Rejections since the last call, in row order (probes find them in no particular
@@ -232,19 +259,23 @@ class BatchDelivery:
         return None
 
     def _send_with_retries(self, items: list[dict]) -> None:
+        """The body is built once: every attempt sends the same bytes, so a retried deletion
+        can only name the users it named the first time."""
         body = self._client.body(items)
 
-        def attempt() -> None:
+        def attempt() -> Receipt | None:
             self._stats.count_request()
-            self._client.post(body)
+            return self._client.post(body)
 
-        call_with_retries(
+        receipt = call_with_retries(
             attempt,
             self._policy,
             self._clock,
             on_retry=self._on_retry,
             wait_turn=lambda: self._pacer.acquire(items),
         )
+        if receipt is not None:
+            self._stats.count_receipt(Accepted(receipt, len(items)))
 
     def _on_retry(self, error: HeapTransientError, delay: float) -> None:
         self._stats.count_retry(str(error))

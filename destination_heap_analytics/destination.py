@@ -38,7 +38,7 @@ from destination_heap_analytics.config_file import (
     read_catalog_file,
     read_config_file,
 )
-from destination_heap_analytics.connection_check import check_connection
+from destination_heap_analytics.connection_check import check_connection, check_deletion_key
 from destination_heap_analytics.destination_catalog import destination_catalog_line
 from destination_heap_analytics.input_reader import read_messages, stdin_lines
 from destination_heap_analytics.preview import run_preview
@@ -64,6 +64,9 @@ class DestinationHeapAnalytics(Destination):
                 return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=DRY_RUN_CHECK)
             logger.info(f"Checking Heap at {settings.base_url}")
             problem = check_connection(settings)
+            if problem is None and settings.api_key is not None:
+                logger.info("Checking the User Deletion API's key (api_key); nothing is deleted")
+                problem = check_deletion_key(settings)
             if problem is None and settings.object_storage is not None:
                 logger.info("Checking the rejected-records bucket (object_storage_config)")
                 problem = check_object_storage(settings.object_storage)

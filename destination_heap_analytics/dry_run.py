@@ -18,7 +18,7 @@ from typing import Any
 
 from destination_heap_analytics.client import request_body
 from destination_heap_analytics.column_report import schema_paths
-from destination_heap_analytics.config import ColumnMapping, Pacing
+from destination_heap_analytics.config import ApiType, ColumnMapping, Pacing
 from destination_heap_analytics.delivery import Batch, DeliveryStats
 from destination_heap_analytics.stats import RouteStats
 
@@ -81,7 +81,7 @@ class DryRun:
         self._app_id = app_id
         self._preview = preview
 
-    def client(self, url: str, bulk_key: str | None) -> None:
+    def client(self, api_type: ApiType, url: str, bulk_key: str | None) -> None:
         return None
 
     def pacing(self, pacing: Pacing) -> Pacing:
@@ -98,7 +98,7 @@ class DryRun:
         return DryRunDelivery(
             stats.delivery,
             url,
-            self._app_id,
+            self._app_id if mapping.api_type.form.app_id_in_body else None,
             bulk_key,
             known_property_names(mapping, json_schema),
             shapes=stats.shapes,
@@ -113,13 +113,14 @@ class DryRunDelivery:
         self,
         stats: DeliveryStats,
         endpoint: str,
-        app_id: str,
+        app_id: str | None,
         bulk_key: str | None,
         known_names: frozenset[str],
         shapes: list[str],
         preview: PreviewSample | None = None,
     ) -> None:
-        """`known_names`: property names the mapping or the catalog's schema gives (list
+        """`app_id` as the body carries it (None: not at all, the User Deletion API);
+        `known_names`: property names the mapping or the catalog's schema gives (list
         positions as 0), the only ones a shape may show; `shapes` receives the description of
         the route's first items."""
         self._known_names = known_names
@@ -162,7 +163,7 @@ def known_property_names(mapping: ColumnMapping, json_schema: object) -> frozens
 
 
 ITEM_FIELDS = frozenset(
-    {"identity", "event", "timestamp", "properties", "idempotency_key", "account_id"}
+    {"identity", "user_id", "event", "timestamp", "properties", "idempotency_key", "account_id"}
 )
 UNLISTED = "<a key from the data>"
 

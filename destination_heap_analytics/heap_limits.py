@@ -2,8 +2,10 @@
 
 Source for every number: Heap's server-side API reference pages (developers.heap.io/reference:
 `track-1`, `bulk-track`, `add-user-properties`, `bulk-add-user-properties`,
-`add-account-properties`, `bulk-add-account-properties`), summarised in
-`../shared/reference/heap-server-side-api.md` sections 3-9. Where Heap documents nothing, the
+`add-account-properties`, `bulk-add-account-properties`, `identify-1`, `user-deletion`; and
+help.heap.io's "user deletion with Postman"), summarised in
+`../shared/reference/heap-server-side-api.md` sections 3-9 (the later section 9, "Identify and
+User Deletion", for the last two). Where Heap documents nothing, the
 constant says so and the value is our own defensive choice.
 """
 
@@ -27,6 +29,25 @@ MAX_EXACT_INTEGER = 2**53
 (JavaScript's among them) round integers beyond 2**53 (RFC 7493, I-JSON), so larger integers are
 sent as their exact decimal string, and a float that large is not accepted as an identity."""
 
+MAX_USER_ID = 2**53 - 1
+"""A Heap SDK `user_id` is "the string form of an integer from 0 to 2^53-1" (track, identify);
+the User Deletion API takes the same integer as a JSON number."""
+
+MAX_USERS_PER_DELETION_REQUEST = 10_000
+"""`POST /api/public/v0/user_deletion` takes "up to 10,000 users" a request, whatever
+`batch_size` (capped by the ingestion APIs' MAX_ITEMS_PER_BULK_REQUEST) says."""
+
+MAX_USER_IDS_PER_IDENTITY = 10
+"""Identify: Heap maps at most 10 `user_id`s to one identity per month; the 11th is ignored,
+without an error."""
+
+DELETION_TOKEN_LIFETIME_SECONDS = 5 * 60.0
+"""The User Deletion API's access token "expires after 5 minutes"."""
+
+DELETION_TOKEN_RENEWAL_MARGIN_SECONDS = 60.0
+"""Our choice: a token is renewed once it is this close to its expiry, so a request never
+leaves with a token that may expire on the way (a 401 still renews it, once)."""
+
 ARRAY_JOINER = "||"
 """Heap stores an array property as one string joined with `||` (track page)."""
 
@@ -42,7 +63,22 @@ SINGLE_REQUEST_LIMIT_PER_IDENTITY = (30, 30.0)
 
 # add_user_properties bulk and add_account_properties (single and bulk): not documented, so the
 # connector does no client-side pacing for them unless the user sets max_events_per_minute.
+# Identify: not documented either; it has only a single form, so the connector paces it like the
+# single forms (SINGLE_REQUEST_LIMIT_PER_IDENTITY), a defensive choice. User deletion: not
+# documented, and a sync makes few requests of up to 10,000 users, so it is never paced.
 
 # -- Hosts (section 1) --------------------------------------------------------------------------
 US_BASE_URL = "https://heapanalytics.com"
 EU_BASE_URL = "https://c.eu.heap-api.com"
+
+# -- Endpoints (sections 1 and 9), the paths under the base URL ----------------------------------
+TRACK_PATH = "/api/track"
+ADD_USER_PROPERTIES_PATH = "/api/add_user_properties"
+ADD_ACCOUNT_PROPERTIES_PATH = "/api/add_account_properties"
+IDENTIFY_PATH = "/api/v1/identify"
+"""Identify: one pair a request; Heap documents no bulk form."""
+AUTH_TOKEN_PATH = "/api/public/v0/auth_token"
+"""User Deletion API: HTTP Basic `app_id:api_key` gives `{"access_token": ...}`."""
+USER_DELETION_PATH = "/api/public/v0/user_deletion"
+"""User Deletion API: `{"users": [...]}` with a Bearer token; answers 201 with a
+`deletion_request_id`. It searches every environment of the account, on US and EU hosts."""

@@ -8,7 +8,9 @@ endpoint, the pacer (the per-app track limit covers every track stream), and the
 send through one pool of sending threads, and one rejection guard judges the whole sync.
 
 Routes are built at a stream's first record, so a catalog of many streams costs nothing for
-the streams that send none.
+the streams that send none. What is irreversible is checked before that, when the routes are
+made: a stream that deletes users must name its column in the catalog's schema, and the config
+must hold the User Deletion API's key (`check_deletions`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from enum import Enum
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 
-from destination_heap_analytics.client import HeapClient, HeapRejected
-from destination_heap_analytics.column_report import ColumnReport, schema_warnings
+from destination_heap_analytics import heap_limits
+from destination_heap_analytics.activation import CatalogError
+from destination_heap_analytics.client import HeapClient, HeapRejected, UserDeletionClient
+from destination_heap_analytics.column_report import (
+    ColumnReport,
+    declares_column,
+    schema_warnings,
+)
 from destination_heap_analytics.config import (
     ApiType,
     ColumnMapping,
@@ -29,10 +37,12 @@ from destination_heap_analytics.config import (
     Pacing,
     RateLimit,
     StreamId,
+    api_key_required_error,
     endpoint_url,
 )
 from destination_heap_analytics.delivery import BatchDelivery
 from destination_heap_analytics.dry_run import DryRun, DryRunDelivery
+from destination_heap_analytics.identify_rules import IdentifyPairs
 from destination_heap_analytics.loader import BatchLoader, OrderingKeys
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejected_records import RejectedRecords, refused_reason
@@ -40,9 +50,11 @@ from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import RetryPolicy
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.stats import RouteStats
-from destination_heap_analytics.streams import StreamMatcher
+from destination_heap_analytics.streams import StreamMatcher, stream_label
 from destination_heap_analytics.sync_clock import Clock
-from destination_heap_analytics.transformer import InvalidRecord, RecordTransformer
+from destination_heap_analytics.transformer import HeapItem, InvalidRecord, RecordTransformer
+
+Transform = Callable[[dict, bytes], HeapItem]
 
 
 class Ignored(Enum):
@@ -58,14 +70,15 @@ class Route:
     def __init__(
         self,
         stats: RouteStats,
-        transformer: RecordTransformer,
+        transform: Transform,
         loader: BatchLoader,
         column_report: ColumnReport,
     ) -> None:
+        """`transform` raises InvalidRecord for a record that must not be sent."""
         self.stats = stats
         self.loader = loader
         self.column_report = column_report
-        self._transform = transformer.transform
+        self._transform = transform
         self._load = loader.process_record
         self.sampling_columns = True
 
@@ -101,6 +114,9 @@ class _Endpoint:
     pacer: Pacer
     batch_size: int
     ordering: OrderingKeys | None
+    admit: Callable[[HeapItem], HeapItem] | None = None
+    """Identify: Heap's ignore rules over the sync's pairs (`identify_rules`), after the
+    transform; None for the other APIs."""
 
 
 class ToHeap:
@@ -117,21 +133,29 @@ class ToHeap:
         clock: Clock,
         client_factory: Callable[..., HeapClient] = HeapClient,
         rejected: RejectedRecords | None = None,
+        deletion_client_factory: Callable[..., HeapClient] = UserDeletionClient,
     ) -> None:
-        """`client_factory` makes the HTTP client of each API type (a fake in unit tests)."""
+        """`client_factory` makes the HTTP client of each ingestion API type and identify,
+        `deletion_client_factory` the User Deletion API's (fakes in unit tests)."""
         self._config = config
         self._clock = clock
         self._client_factory = client_factory
+        self._deletion_client_factory = deletion_client_factory
         self._rejected = rejected
         self._policy = RetryPolicy(config.max_retry_seconds)
         self._guard = RejectionGuard()
         """One for the sync: its evidence is every stream's records (rejection_guard.py)."""
 
-    def client(self, url: str, bulk_key: str | None) -> HeapClient:
+    def client(self, api_type: ApiType, url: str, bulk_key: str | None) -> HeapClient:
         config = self._config
-        return self._client_factory(
-            url, config.app_id, bulk_key, pool_size=config.max_concurrent_requests
-        )
+        pool_size = config.max_concurrent_requests
+        if api_type is ApiType.DELETE_USERS:
+            assert config.api_key is not None  # check_deletions refused the catalog otherwise
+            auth_url = f"{config.base_url}{heap_limits.AUTH_TOKEN_PATH}"
+            return self._deletion_client_factory(
+                url, config.app_id, config.api_key, auth_url, self._clock, pool_size=pool_size
+            )
+        return self._client_factory(url, config.app_id, bulk_key, pool_size=pool_size)
 
     def pacing(self, pacing: Pacing) -> Pacing:
         return pacing
@@ -181,6 +205,7 @@ class Routes:
         self._sending = sending
         self._config = config
         self.streams = StreamMatcher(catalog, config)
+        check_deletions(self.streams, config)
         self._clock = clock
         self._pool = pool
         self._endpoints: dict[ApiType, _Endpoint] = {}
@@ -228,7 +253,9 @@ class Routes:
     def _build(self, stream: StreamId, mapping: ColumnMapping) -> Route:
         endpoint = self._endpoint(mapping.api_type)
         stats = RouteStats(stream, mapping.api_type)
-        transformer = RecordTransformer(mapping, stats=stats.transform)
+        transform = RecordTransformer(mapping, stats=stats.transform).transform
+        if endpoint.admit is not None:
+            transform = screened(transform, endpoint.admit)
         if isinstance(self._sending, DryRun):
             delivery: BatchDelivery | DryRunDelivery = self._sending.delivery(
                 mapping, self.streams.schema(stream), endpoint.url, endpoint.bulk_key, stats
@@ -242,7 +269,7 @@ class Routes:
             ordering=endpoint.ordering,
             settled=delivery.settled,
         )
-        return Route(stats, transformer, loader, ColumnReport(mapping.configured_columns()))
+        return Route(stats, transform, loader, ColumnReport(mapping.configured_columns()))
 
     def _endpoint(self, api_type: ApiType) -> _Endpoint:
         endpoint = self._endpoints.get(api_type)
@@ -250,15 +277,46 @@ class Routes:
             config = self._config
             pacing = config.pacing_for(api_type)
             url = endpoint_url(config.base_url, api_type)
-            bulk_key = api_type.bulk_key if config.uses_bulk_form else None
-            client = self._sending.client(url, bulk_key)
+            bulk_key = config.bulk_key_for(api_type)
+            client = self._sending.client(api_type, url, bulk_key)
             pacer = Pacer(self._sending.pacing(pacing), self._clock)
-            batch_size = effective_batch_size(config.batch_size, pacing.per_app)
+            batch_size = effective_batch_size(config.items_per_request(api_type), pacing.per_app)
             key = ordering_key(api_type)
             ordering = OrderingKeys(key) if key is not None else None
-            endpoint = _Endpoint(url, bulk_key, client, pacer, batch_size, ordering)
+            admit = IdentifyPairs().admit if api_type is ApiType.IDENTIFY else None
+            endpoint = _Endpoint(url, bulk_key, client, pacer, batch_size, ordering, admit)
             self._endpoints[api_type] = endpoint
         return endpoint
+
+
+def screened(transform: Transform, admit: Callable[[HeapItem], HeapItem]) -> Transform:
+    """The transform, then a rule over what the sync has sent so far (both may refuse)."""
+
+    def transform_and_admit(data: dict, key_of_stream: bytes) -> HeapItem:
+        return admit(transform(data, key_of_stream))
+
+    return transform_and_admit
+
+
+def check_deletions(streams: StreamMatcher, config: HeapConfig) -> None:
+    """Deletion is irreversible, so a stream that deletes users must name its column in the
+    catalog's schema (a misspelt or renamed column would otherwise fail every record quietly,
+    and the users asked to be deleted would stay), and the config must hold the api_key."""
+    for stream, json_schema in streams.schemas.items():
+        mapping = streams.mapping(stream)
+        if mapping is None or mapping.api_type is not ApiType.DELETE_USERS:
+            continue
+        if config.api_key is None:
+            raise api_key_required_error()
+        column = mapping.identity_column or mapping.user_id_column
+        assert column is not None  # config.py and activation.py require one of the two
+        if not declares_column(json_schema, column):
+            raise CatalogError(
+                f"stream '{stream_label(stream)}' deletes users by the column '{column.name}', "
+                "which its json_schema in the configured catalog does not declare; deletion "
+                "cannot be undone, so the column must be in the stream's schema (check the "
+                "mapping's column name)"
+            )
 
 
 def effective_batch_size(batch_size: int, per_app: RateLimit | None) -> int:

@@ -150,10 +150,25 @@ def property_columns(kind: str, example: str) -> Schema:
     )
 
 
-def identity_column(order: int, example: str) -> Schema:
+IDENTITY_COLUMN_TITLE = "Identity Column"
+USER_ID_COLUMN_TITLE = "User ID Column"
+ONE_USER_KEY = f"Set exactly one of {IDENTITY_COLUMN_TITLE} and {USER_ID_COLUMN_TITLE}."
+
+
+def identity_column(order: int, example: str, note: str = "") -> Schema:
     identity = f"the user's identity (at most {spoken(heap_limits.MAX_IDENTITY_LENGTH)} characters)"
+    description = column_description(identity) + (f" {note}" if note else "")
+    return field("string", IDENTITY_COLUMN_TITLE, description, order=order, examples=[example])
+
+
+def user_id_column(order: int, note: str = "") -> Schema:
+    user_id = (
+        "the user's Heap SDK user_id: an integer from 0 to "
+        f"{spoken(heap_limits.MAX_USER_ID)}, as a number or as its text"
+    )
+    description = column_description(user_id) + (f" {note}" if note else "")
     return field(
-        "string", "Identity Column", column_description(identity), order=order, examples=[example]
+        "string", USER_ID_COLUMN_TITLE, description, order=order, examples=["heap_user_id"]
     )
 
 
@@ -170,7 +185,7 @@ def exclude_columns(order: int) -> Schema:
 
 
 def event_fields() -> dict[str, Schema]:
-    """The fields only Track Events has, orders 2 to 6."""
+    """The fields of Track Events after Property Columns, orders 2 to 7."""
     event_name_range = spoken_range(1, heap_limits.MAX_EVENT_NAME_LENGTH)
     return {
         "event_column": field(
@@ -188,14 +203,15 @@ def event_fields() -> dict[str, Schema]:
             order=3,
             examples=["Order Completed"],
         ),
-        "identity_column": identity_column(4, "email"),
+        "identity_column": identity_column(4, "email", ONE_USER_KEY),
+        "user_id_column": user_id_column(5, ONE_USER_KEY),
         "timestamp_column": field(
             "string",
             "Timestamp Column",
             "Optional. The column holding when the event happened: an ISO 8601 string, another "
             "date string, or epoch seconds / milliseconds. The time of loading is used when it "
             "is not set or empty.",
-            order=5,
+            order=6,
             examples=["updated_at"],
         ),
         "idempotency_key_column": field(
@@ -204,10 +220,19 @@ def event_fields() -> dict[str, Schema]:
             "Optional. A column that uniquely identifies each event, sent as Heap's "
             "idempotency_key so a re-run never duplicates events. When not set, the key is a "
             "hash of the stream name and the whole record.",
-            order=6,
+            order=7,
             examples=["event_id"],
         ),
     }
+
+
+@dataclass(frozen=True)
+class Properties:
+    """An API that sends properties: Property Columns first, Exclude Columns last."""
+
+    kind: str
+    example: str
+    exclude_order: int
 
 
 @dataclass(frozen=True)
@@ -218,28 +243,53 @@ class ApiOption:
     title: str
     effect: str
     """What each record does, for the option's description."""
-    property_kind: str
-    property_example: str
+    path: str
+    """The endpoint under the base URL (heap_limits)."""
     fields: Mapping[str, Schema]
-    """The option's own fields, between Property Columns and Exclude Columns."""
-    subject_column: str
-    """The required column naming whom a record is about: an identity or an account."""
-    exclude_order: int
+    """The option's own fields (between Property Columns and Exclude Columns, if it has them)."""
+    required: tuple[str, ...]
+    """The columns the option requires; a choice between two columns is config.py's rule."""
+    properties: Properties | None = None
 
     def schema(self) -> Schema:
-        properties = {
-            "api_type": api_type_field(self.api_type, self.title),
-            "property_columns": property_columns(self.property_kind, self.property_example),
-            **self.fields,
-            "exclude_columns": exclude_columns(self.exclude_order),
-        }
+        properties: dict[str, Schema] = {"api_type": api_type_field(self.api_type, self.title)}
+        required = ["api_type"]
+        if self.properties is not None:
+            kind, example = self.properties.kind, self.properties.example
+            properties["property_columns"] = property_columns(kind, example)
+            required.append("property_columns")
+        properties.update(self.fields)
+        if self.properties is not None:
+            properties["exclude_columns"] = exclude_columns(self.properties.exclude_order)
         return {
             "title": self.title,
-            "description": f"Each record {self.effect} (POST /api/{self.api_type}).",
+            "description": f"Each record {self.effect} (POST {self.path}).",
             "type": "object",
-            "required": ["api_type", "property_columns", self.subject_column],
+            "required": [*required, *self.required],
             "properties": properties,
         }
+
+
+def identify_fields() -> dict[str, Schema]:
+    return {
+        "identity_column": identity_column(1, "email"),
+        "user_id_column": user_id_column(2),
+        "timestamp_column": field(
+            "string",
+            "Timestamp Column",
+            "Optional. The column holding when the user was identified, read as for Track "
+            "Events and sent as Heap's timestamp; left out when not set or empty.",
+            order=3,
+            examples=["identified_at"],
+        ),
+    }
+
+
+def deletion_fields() -> dict[str, Schema]:
+    return {
+        "identity_column": identity_column(1, "email", ONE_USER_KEY),
+        "user_id_column": user_id_column(2, ONE_USER_KEY),
+    }
 
 
 def api_options() -> list[ApiOption]:
@@ -250,36 +300,61 @@ def api_options() -> list[ApiOption]:
         order=3,
         examples=["company_name", "identities.user_id"],
     )
+    deletion_batch = spoken(heap_limits.MAX_USERS_PER_DELETION_REQUEST)
+    user_ids = spoken(heap_limits.MAX_USER_IDS_PER_IDENTITY)
     return [
         ApiOption(
             api_type="track",
             title="Track Events",
             effect="becomes one server-side event",
-            property_kind="event",
-            property_example="subject,variation",
+            path=heap_limits.TRACK_PATH,
             fields=event_fields(),
-            subject_column="identity_column",
-            exclude_order=7,
+            required=(),
+            properties=Properties("event", "subject,variation", exclude_order=8),
         ),
         ApiOption(
             api_type="add_user_properties",
             title="Add User Properties",
             effect="sets properties on one identified user",
-            property_kind="user",
-            property_example="age,language,profession",
+            path=heap_limits.ADD_USER_PROPERTIES_PATH,
             fields={"identity_column": identity_column(3, "user_id")},
-            subject_column="identity_column",
-            exclude_order=4,
+            required=("identity_column",),
+            properties=Properties("user", "age,language,profession", exclude_order=4),
         ),
         ApiOption(
             api_type="add_account_properties",
             title="Add Account Properties",
             effect="sets properties on one account",
-            property_kind="account",
-            property_example="is_in_good_standing,revenue_potential,account_hq,subscription",
+            path=heap_limits.ADD_ACCOUNT_PROPERTIES_PATH,
             fields={"account_id_column": account_id_column},
-            subject_column="account_id_column",
-            exclude_order=4,
+            required=("account_id_column",),
+            properties=Properties(
+                "account",
+                "is_in_good_standing,revenue_potential,account_hq,subscription",
+                exclude_order=4,
+            ),
+        ),
+        ApiOption(
+            api_type="identify",
+            title="Identify Users",
+            effect=(
+                "moves the events of a Heap SDK user_id to an identity; Heap keeps the first "
+                f"identity of a user_id and at most {user_ids} user_ids per identity a month"
+            ),
+            path=heap_limits.IDENTIFY_PATH,
+            fields=identify_fields(),
+            required=("identity_column", "user_id_column"),
+        ),
+        ApiOption(
+            api_type="delete_users",
+            title="Delete Users",
+            effect=(
+                "deletes one user and all their data from Heap, irreversibly; users go in "
+                f"requests of up to {deletion_batch}, and API Key is required"
+            ),
+            path=heap_limits.USER_DELETION_PATH,
+            fields=deletion_fields(),
+            required=(),
         ),
     ]
 
@@ -621,6 +696,16 @@ def connection_properties() -> dict[str, Schema]:
             default=False,
         ),
         "object_storage_config": object_storage_field(9),
+        "api_key": field(
+            "string",
+            "API Key",
+            "Only for the Delete Users API type (and users soft-deleted in Airbyte's mapping "
+            "screen), where it is required: the key of Heap's User Deletion API, generated by "
+            "an admin under Account > Manage > Privacy & Security. It works only with the Main "
+            "Production environment's ID as App Id. Not used otherwise.",
+            order=10,
+            secret=True,
+        ),
     }
 
 

@@ -15,7 +15,8 @@ from typing import Protocol
 from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
 from destination_heap_analytics import heap_limits
-from destination_heap_analytics.delivery import Rejection
+from destination_heap_analytics.config import ApiType
+from destination_heap_analytics.delivery import Accepted, Rejection
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.stats import RouteStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock
@@ -65,6 +66,25 @@ class SyncLog:
         for rejection in rejections:
             reason = f"HTTP {rejection.status}: {rejection.message}"
             self._row(f"Row {rejection.row} rejected by Heap ({reason}).", reason)
+
+    def deletions_accepted(self, stream: str, accepted: Iterable[Accepted]) -> None:
+        """Every deletion request Heap accepted, with its id and size, so that a privacy team
+        can prove it was made (the id is Heap's, not personal data; client.py checks its
+        form)."""
+        for done in accepted:
+            request_id = done.receipt.deletion_request_id
+            if request_id is None:
+                text = (
+                    f"Heap accepted a deletion request of {done.items} users of stream "
+                    f"'{stream}'; its answer carried no deletion_request_id in the expected "
+                    "form, so none is logged."
+                )
+            else:
+                text = (
+                    f"Heap accepted deletion request {request_id} of {done.items} users of "
+                    f"stream '{stream}'."
+                )
+            self.log(Level.INFO, text)
 
     def _row(self, text: str, reason: str) -> None:
         self._logged_reasons[reason] += 1
@@ -127,6 +147,9 @@ class SyncLog:
             ]
         elif len(stats.routes) > 1:
             lines += [stream_line(route) for route in stats.routes]
+        deleting = [r for r in stats.routes if r.api_type is ApiType.DELETE_USERS]
+        if deleting and not self._dry_run:
+            lines.append(deletions_line(deleting))
         if rejected is not None:
             lines.append(stored_line(rejected))
         return [log_message(Level.INFO, line) for line in lines]
@@ -168,6 +191,16 @@ def dry_run_rejections_line(stats: SyncStats) -> str:
     )
 
 
+def deletions_line(routes: list[RouteStats]) -> str:
+    """What Heap accepted to delete; each request's id is in its own line of the log."""
+    users = sum(route.delivery.delivered for route in routes)
+    requests = sum(route.delivery.receipts for route in routes)
+    return (
+        f"Deletions: Heap accepted {requests} deletion requests for {users} users (each "
+        "request's deletion_request_id is logged above)."
+    )
+
+
 def dry_run_line(stats: SyncStats) -> str:
     return f"Dry run: would load {stats.planned_items} items in {stats.planned_requests} requests."
 
@@ -175,9 +208,12 @@ def dry_run_line(stats: SyncStats) -> str:
 def dry_run_stream_line(route: RouteStats) -> str:
     """What one stream would have sent: counts, and the shape of its first items."""
     delivery, transform = route.delivery, route.transform
+    would = "delete" if route.api_type is ApiType.DELETE_USERS else "load"
+    noun = "users" if route.api_type is ApiType.DELETE_USERS else "items"
     line = (
         f"Dry run, stream '{route.name}' ({route.api_type.value}): {route.records} records, "
-        f"would load {delivery.planned_items} items in {delivery.planned_requests} requests; "
+        f"would {would} {delivery.planned_items} {noun} in {delivery.planned_requests} "
+        "requests; "
         f"invalid {with_reasons(route.invalid)}; {TRUNCATED_VALUES}: "
         f"{transform.truncated_values}; properties dropped: "
         f"{with_reasons(Counter(transform.dropped_properties))}."

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from airbyte_cdk.models import AirbyteMessage, ConfiguredAirbyteCatalog, Type
 
-from destination_heap_analytics.client import HeapClient
+from destination_heap_analytics.client import HeapClient, UserDeletionClient
 from destination_heap_analytics.config import HeapConfig, StreamId, no_mapping_error
 from destination_heap_analytics.delivery import ChunkTally
 from destination_heap_analytics.dry_run import DryRun, PreviewSample
@@ -102,11 +102,12 @@ class HeapWriter:
         client_factory: Callable[..., HeapClient] = HeapClient,
         preview: PreviewSample | None = None,
         storage_client: object = None,
+        deletion_client_factory: Callable[..., HeapClient] = UserDeletionClient,
     ) -> HeapWriter:
         """Wire one sync together: the clock, the shared senders, the routes, the log, the
         rejected-records bucket. A dry run (`config.dry_run`) sends nothing, stores nothing and
         emits no state; `preview` collects its first items for the `preview` command;
-        `storage_client` replaces the bucket's S3 client (tests). Raises ConfigError (or
+        `storage_client` replaces the bucket's S3 client, the factories Heap's (tests). Raises ConfigError (or
         activation.CatalogError) when the config and the catalog give no usable mapping."""
         clock = clock or SyncClock()
         stats = SyncStats(input_stats, started=clock.now())
@@ -131,7 +132,7 @@ class HeapWriter:
                     client=storage_client,
                 )
                 log.rejected_records_go_to(rejected.prefix())
-            sending = ToHeap(config, clock, client_factory, rejected)
+            sending = ToHeap(config, clock, client_factory, rejected, deletion_client_factory)
         routes = Routes(config, catalog, clock, pool, sending)
         if not (config.default_mapping or config.stream_mappings or routes.streams.has_mappings()):
             raise no_mapping_error()
@@ -350,8 +351,11 @@ class HeapWriter:
             self.stats.states_emitted += len(released)
 
     def _report_rejections(self) -> None:
+        """Rows Heap refused, and the requests it accepted with a receipt (deletions)."""
         for route in self._routes.built:
-            self._log.rejected_rows(route.stats.delivery.take_new_rejections())
+            delivery = route.stats.delivery
+            self._log.rejected_rows(delivery.take_new_rejections())
+            self._log.deletions_accepted(route.stats.name, delivery.take_new_receipts())
 
     def _progress(self) -> None:
         self._report_rejections()

@@ -5,8 +5,9 @@ The table's cells follow a few forms, which this test reads:
 - Field: a code span with the field's path (`batch_size`, `api.identity_column`,
   `object_storage_config.role_arn`); further code spans in the cell name siblings of the first.
 - Required: `yes`; `no`; `S3` (required in the S3 storage option); API words (`track, user`,
-  `account`: required in exactly those API options); anything else is a rule the spec cannot
-  state (config.py's), so the spec must not require the field.
+  `account`, `identify`, `delete`: required in exactly those API options), optionally followed by
+  `;` and a rule for other options (`user, identify; track, delete: this or ...`); anything else
+  is a rule the spec cannot state (config.py's), so the spec must not require the field.
 - Default: one code span, equal to the spec's default (JSON where it parses, else the text);
   anything else (`—`, or words such as "time of loading") means the spec declares none, since
   the connector decides.
@@ -34,7 +35,13 @@ API_OPTIONS = {
     option["properties"]["api_type"]["const"]: option for option in PROPERTIES["api"]["oneOf"]
 }
 STORAGE_OPTIONS = {o["title"]: o for o in PROPERTIES["object_storage_config"]["oneOf"]}
-API_WORDS = {"track": "track", "user": "add_user_properties", "account": "add_account_properties"}
+API_WORDS = {
+    "track": "track",
+    "user": "add_user_properties",
+    "account": "add_account_properties",
+    "identify": "identify",
+    "delete": "delete_users",
+}
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ def expected_required(cell: str, path: str) -> set[str | None]:
         return {place.option for place in found}
     if cell == "S3":
         return {"S3"}
-    words = [word.strip() for word in cell.split(",")]
+    words = [word.strip() for word in cell.split(";")[0].split(",")]  # `;` starts a rule
     if all(word in API_WORDS for word in words):
         return {API_WORDS[word] for word in words}
     return set()  # `no`, or a rule only config.py can state

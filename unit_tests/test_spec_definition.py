@@ -42,6 +42,12 @@ def other_limits(monkeypatch):
         "MAX_ITEMS_PER_BULK_REQUEST": 345,
         "TRACK_BULK_LIMIT_PER_APP": (12345, 60.0),
         "TRACK_BULK_LIMIT_PER_IDENTITY": (678, 60.0),
+        "MAX_USER_ID": 4_444_444,
+        "MAX_USERS_PER_DELETION_REQUEST": 5_555,
+        "MAX_USER_IDS_PER_IDENTITY": 66,
+        "TRACK_PATH": "/t/track",
+        "IDENTIFY_PATH": "/t/identify",
+        "USER_DELETION_PATH": "/t/deletion",
         "US_BASE_URL": "https://us.example.test",
         "EU_BASE_URL": "https://eu.example.test",
     }
@@ -61,7 +67,7 @@ def test_identity_and_event_name_lengths_follow_heap_limits(other_limits):
     identities = [
         o["properties"]["identity_column"] for o in options if "identity_column" in o["properties"]
     ]
-    assert len(identities) == 4
+    assert len(identities) == 8  # track, add_user_properties, identify, delete_users; twice
     for identity in identities:
         assert "(at most 77 characters)" in identity["description"]
     event_names = [
@@ -70,6 +76,19 @@ def test_identity_and_event_name_lengths_follow_heap_limits(other_limits):
     assert len(event_names) == 2
     for event_name in event_names:
         assert "(1 to 4,321 characters)" in event_name["description"]
+
+
+def test_user_ids_deletions_and_paths_follow_heap_limits(other_limits):
+    options = {o["properties"]["api_type"]["const"]: o for o in api_options(other_limits)}
+    user_ids = [o["properties"]["user_id_column"] for o in options.values() if "user_id_column" in o["properties"]]
+    assert len(user_ids) == 3
+    for user_id in user_ids:
+        assert "from 0 to 4,444,444" in user_id["description"]
+    assert "(POST /t/track)" in options["track"]["description"]
+    assert "(POST /t/identify)" in options["identify"]["description"]
+    assert "at most 66 user_ids" in options["identify"]["description"]
+    assert "up to 5,555" in options["delete_users"]["description"]
+    assert "(POST /t/deletion)" in options["delete_users"]["description"]
 
 
 def test_batch_size_and_pacing_follow_heap_limits(other_limits):
