@@ -90,11 +90,11 @@ def mapping_of(configured: ConfiguredAirbyteStream, config: HeapConfig) -> Colum
                 f"'{operation.object_name}' object in Airbyte's mapping screen; remove the "
                 "entry, or the stream's mapping there",
             )
-    mapped = frozenset((_schema_fields(configured) & set(operation.fields)) | set(operation.required))
+    declared = _schema_fields(configured) & set(operation.fields)
+    mapped = frozenset(declared | set(operation.required))
     if operation.heap_call == ApiType.DELETE_USERS:
         return _delete_users(operation, mapped, label, _primary_key_fields(configured))
     return _BUILDERS[operation.heap_call](operation, mapped, label)
-
 
 
 def _track(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:

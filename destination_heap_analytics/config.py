@@ -291,8 +291,7 @@ def endpoint_url(base_url: str, api_type: ApiType) -> str:
 
 API_KEY_FIELD = "api_key"
 MAIN_PRODUCTION_ONLY = (
-    "Heap's User Deletion API key works only with the Main Production environment's ID as "
-    "app_id"
+    "Heap's User Deletion API key works only with the Main Production environment's ID as app_id"
 )
 
 

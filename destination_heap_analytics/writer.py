@@ -107,8 +107,9 @@ class HeapWriter:
         """Wire one sync together: the clock, the shared senders, the routes, the log, the
         rejected-records bucket. A dry run (`config.dry_run`) sends nothing, stores nothing and
         emits no state; `preview` collects its first items for the `preview` command;
-        `storage_client` replaces the bucket's S3 client, the factories Heap's (tests). Raises ConfigError (or
-        activation.CatalogError) when the config and the catalog give no usable mapping."""
+        `storage_client` replaces the bucket's S3 client, the factories Heap's (tests).
+        Raises ConfigError (or activation.CatalogError) when the config and the catalog give
+        no usable mapping."""
         clock = clock or SyncClock()
         stats = SyncStats(input_stats, started=clock.now())
         output: list[Output] = []

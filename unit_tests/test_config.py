@@ -194,7 +194,10 @@ def test_other_base_urls_are_config_errors(url):
         (without(config(), "api", "identity_column"), "api.identity_column"),
         (config(api={**TRACK_API, "identity_column": " "}), "api.identity_column"),
         (config(api={**TRACK_API, "user_id_column": "u"}), "api.identity_column"),
-        (config(api={**TRACK_API, "user_id_column": "a,b", "identity_column": ""}), "api.user_id_column"),
+        (
+            config(api={**TRACK_API, "user_id_column": "a,b", "identity_column": ""}),
+            "api.user_id_column",
+        ),
         (without(config(api=IDENTIFY_API), "api", "user_id_column"), "api.user_id_column"),
         (without(config(api=IDENTIFY_API), "api", "identity_column"), "api.identity_column"),
         (config(api=DELETE_API), "api_key"),
@@ -355,9 +358,7 @@ def test_track_takes_a_user_id_column_instead_of_an_identity_column():
 
 
 def test_identify_and_delete_users_take_their_columns_and_no_properties():
-    identify = parse_config(
-        config(api={**IDENTIFY_API, "timestamp_column": "at"})
-    ).default_mapping
+    identify = parse_config(config(api={**IDENTIFY_API, "timestamp_column": "at"})).default_mapping
     assert (identify.identity_column.name, identify.user_id_column.name) == ("i", "u")
     assert identify.timestamp_column.name == "at" and identify.property_columns == ()
     deletion = parse_config(config(api=DELETE_API, api_key=" key ")).default_mapping

@@ -80,7 +80,11 @@ def test_identity_and_event_name_lengths_follow_heap_limits(other_limits):
 
 def test_user_ids_deletions_and_paths_follow_heap_limits(other_limits):
     options = {o["properties"]["api_type"]["const"]: o for o in api_options(other_limits)}
-    user_ids = [o["properties"]["user_id_column"] for o in options.values() if "user_id_column" in o["properties"]]
+    user_ids = [
+        o["properties"]["user_id_column"]
+        for o in options.values()
+        if "user_id_column" in o["properties"]
+    ]
     assert len(user_ids) == 3
     for user_id in user_ids:
         assert "from 0 to 4,444,444" in user_id["description"]
