@@ -22,6 +22,7 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from typing_extensions import override
 
 from destination_heap_analytics.activation import CatalogError
 from destination_heap_analytics.cli import (
@@ -56,6 +57,7 @@ class DestinationHeapAnalytics(Destination):
     def __init__(self) -> None:
         self._input_stats = InputStats()
 
+    @override
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Never raises: the CDK does not turn an exception in check into a FAILED status."""
         try:
@@ -78,6 +80,7 @@ class DestinationHeapAnalytics(Destination):
             return AirbyteConnectionStatus(status=Status.FAILED, message=problem)
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
+    @override
     def run(self, args: list[str]) -> None:
         """The CDK's run, except that states are printed as the lines they are (a state is no
         CDK model here, so nothing the platform sent is lost), SIGTERM stops a sync as Ctrl-C
@@ -103,6 +106,7 @@ class DestinationHeapAnalytics(Destination):
         parse_config_or_fail(config)
         return destination_catalog_line()
 
+    @override
     def run_cmd(self, parsed_args: argparse.Namespace) -> Iterable[AirbyteMessage]:
         """The CDK's run_cmd, except that this connector reads and validates the config.
 
@@ -135,9 +139,11 @@ class DestinationHeapAnalytics(Destination):
             )
             logger.info("Writing complete.")
 
+    @override
     def _parse_input_stream(self, input_stream: IO[bytes]) -> Iterable[AirbyteMessage]:  # type: ignore[override]
         return read_messages(stdin_lines(input_stream), self._input_stats, logger)
 
+    @override
     def write(
         self,
         config: Mapping[str, Any],

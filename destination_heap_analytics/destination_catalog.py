@@ -5,7 +5,8 @@ answers `discover` with the objects it offers and what can be done to each, the 
 fields to those in the connection's mapping screen, and every stream of the configured catalog
 then names its target in `destination_object_name` and `destination_sync_mode`, with records
 already renamed to the operation's field names. The object names and sync modes below are the
-contract with that screen (../shared/reference/airbyte-data-activation.md): each row is one Heap
+contract with that screen (the protocol's `DestinationCatalog`, airbytehq/airbyte-protocol
+`airbyte_protocol.yaml` from v0.16; docs.airbyte.com, "Data activation"): each row is one Heap
 call.
 
 airbyte-cdk 7's `Destination` knows no `discover`, and its `AirbyteMessage` has no

@@ -146,7 +146,7 @@ class SyncLog:
                 f"Dry run complete: {DRY_RUN_PROMISE} ({states_withheld} states withheld).",
             ]
         elif len(stats.routes) > 1:
-            lines += [stream_line(route) for route in stats.routes]
+            lines += [stream_line(route, rejected) for route in stats.routes]
         deleting = [r for r in stats.routes if r.api_type is ApiType.DELETE_USERS]
         if deleting and not self._dry_run:
             lines.append(deletions_line(deleting))
@@ -171,6 +171,8 @@ class StoredCounts(Protocol):
     objects: int
 
     def prefix(self) -> str: ...
+
+    def folder(self, namespace: str | None, stream: str) -> str: ...
 
 
 def stored_line(rejected: StoredCounts) -> str:
@@ -253,14 +255,18 @@ def summary_line(stats: SyncStats, paced_seconds: float, now: float) -> str:
     return "Sync summary: " + "; ".join(parts) + "."
 
 
-def stream_line(route: RouteStats) -> str:
-    """One stream's share of the summary, when a sync has several."""
-    return (
+def stream_line(route: RouteStats, rejected: StoredCounts | None = None) -> str:
+    """One stream's share of the summary, when a sync has several; with the bucket's folder of
+    its rejected records, when it has some and a bucket is configured."""
+    line = (
         f"Stream '{route.name}' ({route.api_type.value}): {route.records} records, "
         f"{route.delivery.delivered} loaded, invalid {with_reasons(route.invalid)}, "
         f"rejected {with_reasons(route.delivery.rejected)}, "
         f"{route.delivery.requests} requests."
     )
+    if rejected is not None and (route.invalid or route.delivery.rejected):
+        line += f" Its rejected records are under {rejected.folder(*route.stream)}"
+    return line
 
 
 def progress_line(stats: SyncStats, in_flight: int, now: float) -> str:

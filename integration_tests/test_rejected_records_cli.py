@@ -191,3 +191,26 @@ def test_sigterm_leaves_no_state_past_rows_whose_rejections_were_not_stored(
     assert verdict.returned == [1] and verdict.counts == {1: (1.0, 1.0)}
     (stored,) = stored_lines(s3_server, s3_bucket)
     assert stored["row"] == 2
+
+
+def test_each_streams_line_says_where_its_rejected_records_went(
+    sandbox, s3_server, s3_bucket, tmp_path
+):
+    config = track_config(sandbox.url, object_storage_config=storage(s3_server, s3_bucket))
+    messages = lines(
+        record_line({"user": "u1"}, "users"),
+        record_line({"n": "no user"}, "orders"),
+    )
+    run = run_write(
+        tmp_path, config, messages, catalog(tmp_path, (None, "users"), (None, "orders"))
+    )
+
+    assert run.returncode == 0, run.stderr
+    (orders,) = [log for log in run.logs if log.startswith("Stream 'orders'")]
+    assert orders.endswith(f"Its rejected records are under s3://{s3_bucket}/rejects/") is False
+    assert f"Its rejected records are under s3://{s3_bucket}/rejects/run-" in orders
+    assert orders.endswith("/~no_namespace/orders/")
+    (users,) = [log for log in run.logs if log.startswith("Stream 'users'")]
+    assert "rejected records are under" not in users
+    (key,) = s3_server.keys_in(s3_bucket)
+    assert f"s3://{s3_bucket}/{key}".startswith(orders.rsplit(" ", 1)[1])

@@ -2,7 +2,9 @@
 the loaders of one API type), fatal errors.
 
 `deliver` is a fake whose batches can be held until the test releases them, so every interleaving
-is set up with events rather than timing.
+is set up with events rather than timing. "Not yet" is proven by an event too: the pool reports
+when a caller is blocked in it (`SenderPool.wait_for_blocked_callers`), and only then does a
+test assert that a batch has not started, or that a call has not returned.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from destination_heap_analytics.sync_clock import SyncClock
 
 WAIT = 2.0
 """Upper bound for an event the test expects to happen (it normally happens at once)."""
-SHORT = 0.05
-"""How long to watch for an event the test expects NOT to happen."""
 
 
 class Fatal(Exception):
@@ -109,6 +109,11 @@ class Loading:
     def abort(self) -> None:
         self.pool.abort()
 
+    def blocked(self) -> bool:
+        """Wait until the caller driving the loader (feeding or finishing) is blocked in the
+        pool on what it last saw."""
+        return self.pool.wait_for_blocked_callers(1, WAIT)
+
     @property
     def in_flight(self) -> int:
         return self.pool.in_flight
@@ -165,6 +170,16 @@ def feed(loader: Loading, count: int, first_row: int = 1) -> None:
         loader.process_record({"n": row}, row)
 
 
+def eventually(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
+    """True once `condition()` holds within `timeout` (polling, for a thread to get there)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 def eventually_raises(call: Callable[[], object], error: type[Exception], timeout: float) -> bool:
     """True once `call` raises `error` within `timeout` (polling, for a thread to finish)."""
     deadline = time.monotonic() + timeout
@@ -185,9 +200,10 @@ def test_full_batches_are_sent_at_batch_size_and_the_rest_waits(make_loader):
     loader, fake = make_loader(batch_size=3)
 
     feed(loader, 7)
+    loader.pool.finish()  # every batch submitted has run
 
-    assert fake.started(1) and fake.started(2)
-    assert not fake.started(3, timeout=SHORT)
+    assert fake.started(1, timeout=0) and fake.started(2, timeout=0)
+    assert not fake.started(3, timeout=0)
     assert fake.batches[1].items == [{"n": 1}, {"n": 2}, {"n": 3}]
     assert fake.batches[1].rows == [1, 2, 3]
     assert fake.batches[2].rows == [4, 5, 6]
@@ -275,12 +291,7 @@ def test_finish_settles_every_batch(make_loader):
 
 
 def eventually_acknowledged(loader: Loading, seq: int, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while loader.acknowledged() < seq:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-    return True
+    return eventually(lambda: loader.acknowledged() >= seq, timeout)
 
 
 # --- concurrency ------------------------------------------------------------------------------
@@ -291,7 +302,8 @@ def test_never_more_than_max_concurrent_deliveries_at_once(make_loader):
     feeder = Background(lambda: feed(loader, 10))
 
     assert all(fake.started(seq) for seq in (1, 2, 3))
-    assert not fake.started(4, timeout=SHORT)
+    assert loader.blocked()
+    assert not fake.started(4, timeout=0)
     assert not feeder.done(timeout=0)
     assert loader.in_flight == 3
     fake.release_all()
@@ -306,7 +318,8 @@ def test_a_free_sender_is_used_at_once(make_loader):
     loader, fake = make_loader(max_concurrent=2, hold={1, 2})
     feeder = Background(lambda: feed(loader, 3))
     assert fake.started(1) and fake.started(2)
-    assert not fake.started(3, timeout=SHORT)
+    assert loader.blocked()
+    assert not fake.started(3, timeout=0)
 
     fake.release(2)
 
@@ -331,7 +344,8 @@ def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
         lambda: [loader.process_record({"identity": u}, r) for r, u in ((3, "b"), (4, "c"))]
     )
 
-    assert not fake.started(2, timeout=SHORT)
+    assert loader.blocked()
+    assert not fake.started(2, timeout=0)
     assert not feeder.done(timeout=0)
     fake.release(1)
     assert fake.started(2)
@@ -373,7 +387,8 @@ def test_a_batch_of_another_loader_sharing_a_key_with_one_in_flight_waits_for_it
 
     feeder = Background(lambda: loaders[1].process_record({"identity": "u", "plan": "new"}, 2))
 
-    assert not second.started(1, timeout=SHORT)
+    assert pool.wait_for_blocked_callers(1, WAIT)
+    assert not second.started(1, timeout=0)
     first.release(1)
     assert second.started(1) and feeder.done(WAIT)
     pool.finish()
@@ -381,18 +396,20 @@ def test_a_batch_of_another_loader_sharing_a_key_with_one_in_flight_waits_for_it
 
 def test_a_record_whose_key_is_in_another_loaders_filling_batch_sends_that_batch_first():
     ordering = OrderingKeys(by_user)
-    first, second = FakeDeliver(), FakeDeliver()
+    first, second = FakeDeliver(hold={1}), FakeDeliver()
     pool = SenderPool(4, SyncClock())
     loaders = [BatchLoader(d, 10, pool, ordering=ordering) for d in (first, second)]
     loaders[0].process_record({"identity": "u", "plan": "old"}, 1)
     loaders[0].process_record({"identity": "v"}, 2)
     loaders[1].process_record({"identity": "w"}, 3)
-    assert not first.started(1, timeout=SHORT)
+    # A batch submitted would still be in flight (held): none is.
+    assert pool.in_flight == 0 and not first.started(1, timeout=0)
 
     loaders[1].process_record({"identity": "u", "plan": "new"}, 4)
 
     assert first.started(1)
     assert first.batches[1].rows == [1, 2]
+    first.release(1)
     assert loaders[1].drain() == 1
     pool.finish()
     assert second.batches[1].rows == [3, 4]
@@ -472,7 +489,7 @@ def test_acknowledged_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(m
     feed(loader, 2)
     assert fake.finished(2)
 
-    assert eventually_raises(loader.acknowledged, Fatal, timeout=0.3)
+    assert eventually_raises(loader.acknowledged, Fatal, timeout=WAIT)
 
 
 def test_acknowledged_never_passes_a_failed_batch(make_loader):
@@ -510,7 +527,8 @@ def test_finish_raises_as_soon_as_a_later_batch_fails(make_loader):
     loader, fake = make_loader(hold={1, 2}, fail={2: Fatal("second")})
     feed(loader, 2)
     finisher = Background(loader.finish)
-    assert not finisher.done(timeout=SHORT)
+    assert loader.blocked()
+    assert not finisher.done(timeout=0)
 
     fake.release(2)
 
@@ -527,9 +545,12 @@ def test_finish_waits_for_every_batch(make_loader):
     feed(loader, 5)
     finisher = Background(loader.finish)
 
-    assert not finisher.done(timeout=SHORT)
+    assert loader.blocked()
+    assert not finisher.done(timeout=0)
     fake.release(1)
-    assert not finisher.done(timeout=SHORT)
+    assert eventually(lambda: loader.in_flight == 1)  # batches 1 and 2 have ended
+    assert loader.blocked()  # blocked again since
+    assert not finisher.done(timeout=0)
     fake.release(3)
 
     assert finisher.done(WAIT) and finisher.error is None
@@ -595,7 +616,8 @@ def test_loaders_of_several_routes_share_the_pools_concurrency_cap():
 
     feeder = Background(lambda: loaders[1].process_record({"n": 4}, 4))
 
-    assert not feeder.done(timeout=SHORT)
+    assert pool.wait_for_blocked_callers(1, WAIT)
+    assert not feeder.done(timeout=0)
     assert pool.in_flight == 3
     first.release(1)
     assert feeder.done(WAIT) and second.started(2)

@@ -21,6 +21,9 @@ from destination_heap_analytics.transformer import stream_key
 from unit_tests.builders import heap_config, make_catalog
 from unit_tests.fakes import FakeClock
 
+WAIT = 2.0
+"""Upper bound for an event the test expects to happen (it normally happens at once)."""
+
 
 class RecordingClients:
     def __init__(self) -> None:
@@ -136,14 +139,17 @@ USER_PROPERTIES = {
 
 class UserProperties:
     """Heap's add_user_properties as a client factory: the properties of each identity, later
-    writes winning. The first post holding `fail_once` answers 500, after giving any other post
-    a moment to overtake it (which must not happen)."""
+    writes winning. The first post holding `fail_once` answers 500 (then sets `answered_500`)
+    only once a caller is blocked in `pool` (set by the test): the thread submitting a later
+    post, held back as it must be. If none is held back within WAIT, a later post has had all
+    that time to overtake the failing one (which must not happen)."""
 
     def __init__(self, fail_once: str | None) -> None:
         self.users: dict[str, dict] = {}
         self.posts: list[list[str]] = []
+        self.answered_500 = threading.Event()
+        self.pool: SenderPool | None = None
         self._fail_once = fail_once
-        self._other_post = threading.Event()
         self._lock = threading.Lock()
 
     def __call__(self, endpoint_url: str, app_id: str, bulk_key: str | None, **_) -> object:
@@ -160,9 +166,9 @@ class UserProperties:
             if failing:
                 self._fail_once = None
         if failing:
-            self._other_post.wait(0.05)
+            self.pool.wait_for_blocked_callers(1, WAIT)
+            self.answered_500.set()
             raise HeapTransientError("HTTP 500 from Heap")
-        self._other_post.set()
         with self._lock:
             for item in items:
                 self.users.setdefault(item["identity"], {}).update(item["properties"])
@@ -175,8 +181,10 @@ def test_the_later_record_wins_across_streams_even_when_the_earlier_one_is_retri
     """Issue 14, item 2: stream a's old plan is retried; stream b's new one must land last."""
     heap = UserProperties(fail_once="old")
     routes = make_routes((None, "a"), (None, "b"), clients=heap, api=USER_PROPERTIES, batch_size=1)
+    heap.pool = routes._pool
     feed(routes.route_for((None, "a")), {"user": "u", "plan": "old"}, 1)
     feed(routes.route_for((None, "b")), {"user": "u", "plan": "new"}, 2)
+    assert heap.answered_500.wait(WAIT)  # before `finish` is blocked in the pool as well
     routes._pool.finish()
 
     assert heap.posts == [["old"], ["old"], ["new"]]
