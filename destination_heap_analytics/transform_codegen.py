@@ -64,28 +64,62 @@ class _Source:
 def compile_transform(mapping: ColumnMapping, rules: Rules) -> Callable[[dict, bytes], dict]:
     source = _Source()
     source.namespace.update(rules)
-    fields: list[tuple[str, str]] = []
-    if mapping.api_type is ApiType.TRACK:
-        _text(source, "identity", mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH, rules)
+    fields: list[str] = []
+    api_type = mapping.api_type
+    if api_type is ApiType.TRACK:
+        fields.append(_user(source, mapping, rules, "user_id_text"))
         if mapping.event_name is not None:
             source.add(f"event = {mapping.event_name!r}")
         else:
             _text(source, "event", mapping.event_column, heap_limits.MAX_EVENT_NAME_LENGTH, rules)
         _timestamp(source, mapping.timestamp_column, rules)
-        fields += [("identity", "identity"), ("event", "event"), ("timestamp", "timestamp")]
-    elif mapping.api_type is ApiType.ADD_USER_PROPERTIES:
-        _text(source, "identity", mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH, rules)
-        fields.append(("identity", "identity"))
-    else:
+        fields += ["event", "timestamp"]
+    elif api_type is ApiType.ADD_USER_PROPERTIES:
+        _identity(source, mapping.identity_column, rules)
+        fields.append("identity")
+    elif api_type is ApiType.ADD_ACCOUNT_PROPERTIES:
         _text(source, "account_id", mapping.account_id_column, None, rules)
-        fields.append(("account_id", "account_id"))
-    _properties(source, mapping, rules)
-    fields.append(("properties", "properties"))
-    if mapping.api_type is ApiType.TRACK:
+        fields.append("account_id")
+    elif api_type is ApiType.IDENTIFY:
+        _identity(source, mapping.identity_column, rules)
+        _user_id(source, mapping.user_id_column, rules, "user_id_text")
+        fields += ["identity", "user_id"]
+    else:  # DELETE_USERS: the user alone, by identity or by user_id (a JSON integer)
+        fields.append(_user(source, mapping, rules, "user_id_number"))
+    if api_type.form.sends_properties:
+        _properties(source, mapping, rules)
+        fields.append("properties")
+    if api_type is ApiType.TRACK:
         _idempotency_key(source, mapping.idempotency_key_column, rules)
-        fields.append(("idempotency_key", "idempotency_key"))
-    source.add("return {" + ", ".join(f"{key!r}: {var}" for key, var in fields) + "}")
+        fields.append("idempotency_key")
+    source.add("item = {" + ", ".join(f"{name!r}: {name}" for name in fields) + "}")
+    if api_type is ApiType.IDENTIFY and mapping.timestamp_column is not None:
+        _fetch(source, mapping.timestamp_column, rules)
+        source.add(f"timestamp = optional_timestamp(value, {mapping.timestamp_column.name!r})")
+        source.add("if timestamp is not None: item['timestamp'] = timestamp")
+    source.add("return item")
     return source.build()
+
+
+def _identity(source: _Source, column: ColumnPath | None, rules: Rules) -> None:
+    _text(source, "identity", column, heap_limits.MAX_IDENTITY_LENGTH, rules)
+
+
+def _user(source: _Source, mapping: ColumnMapping, rules: Rules, user_id_rule: str) -> str:
+    """The user of an event or a deletion: its identity, or its user_id (by `user_id_rule`);
+    returns the item field it sets."""
+    if mapping.user_id_column is not None:
+        _user_id(source, mapping.user_id_column, rules, user_id_rule)
+        return "user_id"
+    _identity(source, mapping.identity_column, rules)
+    return "identity"
+
+
+def _user_id(source: _Source, column: ColumnPath | None, rules: Rules, rule: str) -> None:
+    """`user_id = <rule>(value, column)`: no inline case, the rule decides every value."""
+    assert column is not None
+    _fetch(source, column, rules)
+    source.add(f"user_id = {rule}(value, {column.name!r})")
 
 
 def _fetch(source: _Source, column: ColumnPath, rules: Rules) -> None:

@@ -445,6 +445,39 @@ def as_text(value: Any) -> str | None:
 
 NUMBER_TYPES = (int, float, RawNumber)
 
+MAX_USER_ID = heap_limits.MAX_USER_ID
+USER_ID_DIGITS = len(str(MAX_USER_ID))
+NOT_A_USER_ID = "is not a user_id (an integer from 0 to 2^53-1, as a number or its digits)"
+
+
+def user_id_text(value: Any, column: str) -> str:
+    """Heap's `user_id`, "the string form of an integer from 0 to 2^53-1", in its canonical
+    decimal form (`"0042"` and `42` and `42.0` are all `"42"`): from text of ASCII digits
+    alone, an integer, or a float that is integral (every float up to 2^53-1 that is integral
+    holds its integer exactly). Anything else makes the record invalid: a sign, a fraction, an
+    exponent or a space in text, a number out of range, a boolean, a number beyond a double's
+    range (`RawNumber`)."""
+    kind = type(value)
+    if kind is str:
+        if value.isascii() and value.isdigit():
+            digits = value.lstrip("0") or "0"
+            if len(digits) <= USER_ID_DIGITS and int(digits) <= MAX_USER_ID:
+                return digits
+    elif kind is int:
+        if 0 <= value <= MAX_USER_ID:
+            return str(value)
+    elif kind is float:
+        if value.is_integer() and 0 <= value <= MAX_USER_ID:
+            return str(int(value))
+    elif value is None:
+        raise InvalidRecord(f"{column} is missing or null")
+    raise InvalidRecord(f"{column} {NOT_A_USER_ID}")
+
+
+def user_id_number(value: Any, column: str) -> int:
+    """The same rule for the User Deletion API, which takes the user_id as a JSON integer."""
+    return int(user_id_text(value, column))
+
 
 def required_text(value: Any, column: str, max_length: int | None) -> str:
     if value is None:
@@ -576,6 +609,9 @@ def rules_for(stats: TransformStats, now: Callable[[], str]) -> dict[str, Any]:
     return {
         "required_text": required_text,
         "read_timestamp": lambda value, column: read_timestamp(value, column, now),
+        "optional_timestamp": optional_timestamp,
+        "user_id_text": user_id_text,
+        "user_id_number": user_id_number,
         "is_canonical_timestamp": is_canonical_timestamp,
         "put_value": put_value,
         "merge_enclosed": lambda out, produced: merge_enclosed(out, produced, stats),
@@ -589,8 +625,15 @@ def rules_for(stats: TransformStats, now: Callable[[], str]) -> dict[str, Any]:
 
 def read_timestamp(value: Any, column: str | None, now: Callable[[], str]) -> str:
     """The event's time: a date-time in the one UTC form, `now()` when the value is empty."""
+    found = optional_timestamp(value, column)
+    return now() if found is None else found
+
+
+def optional_timestamp(value: Any, column: str | None) -> str | None:
+    """A date-time in the one UTC form; None when the value is empty (identify then sends no
+    timestamp, and Heap takes the time of the call)."""
     if value is None or (type(value) is str and not value.strip()):
-        return now()
+        return None
     normalised = normalise_timestamp(value)
     if normalised is None:
         raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")

@@ -98,3 +98,46 @@ def test_a_streams_entry_for_an_activated_stream_is_a_config_error():
     with pytest.raises(ConfigError) as raised:
         mapping_of(configured("user", "append_dedup", ["identity"], ["identity"]), config)
     assert raised.value.field == "streams[0].stream"
+
+
+def test_events_by_user_id_when_the_stream_maps_user_id_and_not_identity():
+    mapping = mapping_of(configured("event", "append", ["user_id", "event", "plan"]), CONFIG)
+    assert mapping.api_type is ApiType.TRACK
+    assert mapping.identity_column is None and mapping.user_id_column.name == "user_id"
+    assert mapping.exclude_columns == {"user_id", "event"}
+
+
+def test_events_mapping_both_identity_and_user_id_are_a_catalog_error():
+    with pytest.raises(CatalogError) as raised:
+        mapping_of(configured("event", "append", ["identity", "user_id", "event"]), CONFIG)
+    assert "maps both 'identity' and 'user_id'" in str(raised.value)
+
+
+def test_events_without_either_name_both_fields_in_the_error():
+    with pytest.raises(CatalogError) as raised:
+        mapping_of(configured("event", "append", ["event"]), CONFIG)
+    assert "'identity' or to 'user_id'" in str(raised.value)
+
+
+def test_user_update_identifies_by_its_user_id_and_identity():
+    mapping = mapping_of(configured("user", "update", ["user_id", "identity"], ["user_id"]), CONFIG)
+    assert mapping.api_type is ApiType.IDENTIFY
+    assert (mapping.identity_column.name, mapping.user_id_column.name) == ("identity", "user_id")
+    assert mapping.property_columns == () and mapping.timestamp_column is None
+
+
+@pytest.mark.parametrize("key", ["identity", "user_id"])
+def test_user_soft_delete_deletes_by_the_field_its_primary_key_names(key):
+    stream = configured("user", "soft_delete", ["identity", "user_id"], [key])
+    mapping = mapping_of(stream, CONFIG)
+    assert mapping.api_type is ApiType.DELETE_USERS
+    column = mapping.identity_column or mapping.user_id_column
+    assert column.name == key
+    assert (mapping.identity_column is None) == (key == "user_id")
+    assert mapping.property_columns == ()
+
+
+def test_user_soft_delete_keyed_on_both_fields_is_a_catalog_error():
+    with pytest.raises(CatalogError):
+        both = ["identity", "user_id"]
+        mapping_of(configured("user", "soft_delete", both, both), CONFIG)

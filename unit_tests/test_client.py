@@ -431,14 +431,13 @@ def test_the_token_is_reused_then_renewed_a_minute_before_it_expires(
     deletion_clock.time += 1.0  # 240 s: within a minute of Heap's 5-minute lifetime
     deletion_client.send([{"user_id": 3}])
 
-    bearers = [r.headers["Authorization"] for r in requests_mock.request_history if r.url == DELETION_URL]
+    sent = [r for r in requests_mock.request_history if r.url == DELETION_URL]
+    bearers = [r.headers["Authorization"] for r in sent]
     assert bearers == ["Bearer t1", "Bearer t1", "Bearer t2"]
     assert deletion_client.tokens.obtained == 2
 
 
-def test_a_401_renews_the_token_once_and_sends_the_same_body_again(
-    deletion_client, requests_mock
-):
+def test_a_401_renews_the_token_once_and_sends_the_same_body_again(deletion_client, requests_mock):
     tokens_then(requests_mock, "t1", "t2")
     requests_mock.post(DELETION_URL, [{"status_code": 401}, accepted()])
     body = deletion_client.body([{"identity": "a@x.io"}])

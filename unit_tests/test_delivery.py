@@ -3,6 +3,7 @@ rejected items, and stopped when Heap refuses most of them."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -13,6 +14,7 @@ from destination_heap_analytics.client import (
     HeapConfigurationError,
     HeapRejected,
     HeapTransientError,
+    Receipt,
 )
 from destination_heap_analytics.config import Pacing, RateLimit
 from destination_heap_analytics.delivery import (
@@ -529,3 +531,77 @@ def test_a_refused_batch_of_another_route_settles_as_this_route_loads():
     second.deliver(make_batch(RECENT_RECORDS))
 
     assert first.settled(refused)
+
+
+# --- deletions: receipts, a body fixed once built, refusals isolated within the same users --------
+
+
+class DeletingClient(FakeClient):
+    """A user deletion endpoint: answers a Receipt per accepted request, and keeps the exact
+    body of every attempt."""
+
+    def __init__(self, bad: set[str] = frozenset(), errors: list[Exception] | None = None):
+        super().__init__(bad, errors)
+        self.bodies: list[bytes] = []
+
+    def body(self, items: list[dict]) -> bytes:
+        return json.dumps({"users": items}).encode()
+
+    def post(self, body: bytes) -> Receipt:
+        self.bodies.append(body)
+        super().post(json.loads(body)["users"])
+        return Receipt(f"request-{len(self.accepted)}")
+
+
+def users(count: int, bad: dict[int, str] | None = None) -> Batch:
+    bad = bad or {}
+    items = [{"identity": bad.get(i, f"user-{i}")} for i in range(count)]
+    return Batch(1, items, list(range(1, count + 1)))
+
+
+def test_each_accepted_deletion_request_leaves_its_receipt_and_size():
+    client = DeletingClient()
+    delivery, stats = make_delivery(client)
+    delivery.deliver(users(3))
+    delivery.deliver(users(2))
+
+    taken = stats.take_new_receipts()
+    assert [(a.receipt.deletion_request_id, a.items) for a in taken] == [
+        ("request-3", 3),
+        ("request-5", 2),
+    ]
+    assert stats.receipts == 2 and stats.take_new_receipts() == []
+
+
+def test_a_retried_deletion_sends_the_same_bytes_every_time():
+    client = DeletingClient(errors=[HeapTransientError("HTTP 503"), HeapTransientError("x")])
+    delivery, stats = make_delivery(client)
+    delivery.deliver(users(4))
+
+    assert len(client.bodies) == 3 and len(set(client.bodies)) == 1
+    assert stats.delivered == 4 and stats.receipts == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 300).flatmap(
+        lambda n: st.tuples(st.just(n), st.sets(st.integers(0, n - 1), max_size=5))
+    )
+)
+def test_a_refused_deletion_is_isolated_by_sending_only_its_own_users(case):
+    """Every request after a refusal names a subset of the refused request's users, each user
+    is accepted once at most, and only the users Heap refuses stay undeleted."""
+    count, bad_positions = case
+    batch = users(count, {i: f"bad-{i}" for i in bad_positions})
+    asked = [item["identity"] for item in batch.items]
+    client = DeletingClient(bad={f"bad-{i}" for i in bad_positions})
+    delivery, stats = make_delivery(client, guard=RejectionGuard())
+    delivery.deliver(batch)
+
+    for posted in client.posts:
+        names = [item["identity"] for item in posted]
+        assert set(names) <= set(asked) and len(names) == len(set(names))
+    deleted = [item["identity"] for item in client.accepted]
+    assert sorted(deleted) == sorted(a for a in asked if not a.startswith("bad-"))
+    assert stats.rejected.total() == len(bad_positions)
+    assert sum(a.items for a in stats.take_new_receipts()) == len(deleted)

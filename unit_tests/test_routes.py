@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteCatalogSerializer
+
+from destination_heap_analytics.activation import CatalogError
 from destination_heap_analytics.client import HeapRejected, HeapTransientError
-from destination_heap_analytics.config import ApiType, RateLimit
+from destination_heap_analytics.config import ApiType, ConfigError, RateLimit
+from destination_heap_analytics.identify_rules import SECOND_IDENTITY
 from destination_heap_analytics.routes import (
     Ignored,
     Route,
@@ -247,3 +252,114 @@ def test_ordering_key_for_account_properties_is_the_account_id():
 
 def test_track_has_no_ordering_key():
     assert ordering_key(ApiType.TRACK) is None
+
+
+# --- identify and user deletion -------------------------------------------------------------------
+
+DELETE_API = {"api_type": "delete_users", "identity_column": "email"}
+IDENTIFY_API = {"api_type": "identify", "identity_column": "email", "user_id_column": "sdk"}
+
+
+def schema_catalog(name: str, schema: dict, **activation: object) -> ConfiguredAirbyteCatalog:
+    stream = {
+        "stream": {"name": name, "json_schema": schema, "supported_sync_modes": ["full_refresh"]},
+        "sync_mode": "full_refresh",
+        "destination_sync_mode": "append",
+        **activation,
+    }
+    return ConfiguredAirbyteCatalogSerializer.load({"streams": [stream]})
+
+
+def routes_over(catalog: ConfiguredAirbyteCatalog, clients=None, deletions=None, **config):
+    clock = FakeClock()
+    settings = heap_config(**{"batch_size": 10, **config})
+    return Routes(
+        settings,
+        catalog,
+        clock,
+        SenderPool(4, clock),
+        ToHeap(
+            settings,
+            clock,
+            clients or RecordingClients(),
+            deletion_client_factory=deletions or RecordingDeletions(),
+        ),
+    )
+
+
+class RecordingDeletions:
+    def __init__(self) -> None:
+        self.made: list[tuple] = []
+
+    def __call__(self, url, app_id, api_key, auth_url, clock, **options) -> object:
+        self.made.append((url, app_id, api_key, auth_url, options))
+        return self
+
+    def close(self) -> None:
+        pass
+
+
+EMAIL_SCHEMA = {"type": "object", "properties": {"email": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object"},
+        {"type": "object", "properties": {"mail": {"type": "string"}}},
+        {"type": "object", "properties": {"email": {"type": "object"}}, "required": 3},
+    ],
+)
+def test_a_deletion_by_a_column_the_schema_does_not_declare_is_refused_at_the_start(schema):
+    with pytest.raises(CatalogError) as raised:
+        routes_over(schema_catalog("gone", schema), api=DELETE_API, api_key="k")
+    assert "stream 'gone' deletes users by the column 'email'" in str(raised.value)
+
+
+def test_a_deletion_stream_gets_the_user_deletion_client_and_requests_of_ten_thousand():
+    deletions = RecordingDeletions()
+    routes = routes_over(
+        schema_catalog("gone", EMAIL_SCHEMA), deletions=deletions, api=DELETE_API, api_key="K1"
+    )
+    route = routes.route_for((None, "gone"))
+
+    ((url, app_id, api_key, auth_url, options),) = deletions.made
+    assert url == "https://heap.test/api/public/v0/user_deletion"
+    assert auth_url == "https://heap.test/api/public/v0/auth_token"
+    assert (app_id, api_key, options) == ("11", "K1", {"pool_size": 4})
+    assert route.loader._batch_size == 10_000
+
+
+def test_a_soft_delete_in_the_mapping_screen_needs_the_api_key():
+    catalog = schema_catalog(
+        "gone",
+        EMAIL_SCHEMA | {"properties": {"identity": {"type": "string"}}},
+        destination_object_name="user",
+        destination_sync_mode="soft_delete",
+        primary_key=[["identity"]],
+    )
+    with pytest.raises(ConfigError) as raised:
+        routes_over(catalog)
+    assert raised.value.field == "api_key"
+    assert routes_over(catalog, api_key="k").streams.mapping((None, "gone")) is not None
+
+
+def test_identify_sends_one_pair_a_request_and_skips_what_heap_would_ignore():
+    clients = RecordingClients()
+    routes = routes_over(
+        make_catalog("a", "b"),
+        clients=clients,
+        streams=[{"stream": "a", "api": IDENTIFY_API}, {"stream": "b", "api": IDENTIFY_API}],
+    )
+    first, second = routes.route_for((None, "a")), routes.route_for((None, "b"))
+
+    assert clients.made == [("https://heap.test/api/v1/identify", None)]
+    assert first.loader._batch_size == 1
+    assert feed_reason(first, {"email": "ann", "sdk": 1}, 1) is None
+    assert feed_reason(second, {"email": "bob", "sdk": "1"}, 2) == SECOND_IDENTITY  # one sync
+    assert feed_reason(second, {"email": "ann", "sdk": 1.0}, 3) is None
+    assert second.stats.invalid == {SECOND_IDENTITY: 1}
+
+
+def feed_reason(route: Route, data: dict, row: int) -> str | None:
+    return route.process_record(data, row, stream_key(*route.stats.stream))

@@ -27,11 +27,14 @@ from destination_heap_analytics.transformer import (
     drop_reserved_id,
     flatten_value,
     merge_enclosed,
+    optional_timestamp,
     put_value,
     read_timestamp,
     record_hash,
     required_text,
     stream_key,
+    user_id_number,
+    user_id_text,
 )
 
 RECORDS = 10_000
@@ -73,8 +76,19 @@ def reference_transform(
             drop_reserved_id(out, stats)
         return out
 
+    def user_id(rule: Callable[[Any, str], Any]) -> Callable[[dict], Any]:
+        column = mapping.user_id_column
+        get = compile_getter(column)
+        return lambda data: rule(get(data), column.name)
+
+    def user(rule: Callable[[Any, str], Any]) -> tuple[str, Callable[[dict], Any]]:
+        """An event's or a deletion's user: by user_id when mapped, else by identity."""
+        if mapping.user_id_column is not None:
+            return "user_id", user_id(rule)
+        return "identity", text(mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH)
+
     if mapping.api_type is ApiType.TRACK:
-        identity = text(mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH)
+        field, who = user(user_id_text)
         event = (
             (lambda data: mapping.event_name)
             if mapping.event_name is not None
@@ -84,7 +98,7 @@ def reference_transform(
         key = text(key_column, None) if key_column is not None else None
 
         def track(data: dict, stream: bytes) -> dict:
-            item = {"identity": identity(data), "event": event(data)}
+            item = {field: who(data), "event": event(data)}
             item["timestamp"] = timestamp(data)
             item["properties"] = properties(data)
             item["idempotency_key"] = key(data) if key else record_hash(data, stream)
@@ -94,6 +108,22 @@ def reference_transform(
     if mapping.api_type is ApiType.ADD_USER_PROPERTIES:
         user = text(mapping.identity_column, heap_limits.MAX_IDENTITY_LENGTH)
         return lambda data, stream: {"identity": user(data), "properties": properties(data)}
+    if mapping.api_type is ApiType.IDENTIFY:
+        identity, sdk_user = text(mapping.identity_column, 255), user_id(user_id_text)
+
+        def identify(data: dict, stream: bytes) -> dict:
+            item = {"identity": identity(data), "user_id": sdk_user(data)}
+            column = mapping.timestamp_column
+            if column is not None:
+                at = optional_timestamp(compile_getter(column)(data), column.name)
+                if at is not None:
+                    item["timestamp"] = at
+            return item
+
+        return identify
+    if mapping.api_type is ApiType.DELETE_USERS:
+        field, who = user(user_id_number)
+        return lambda data, stream: {field: who(data)}
     account = text(mapping.account_id_column, None)
     return lambda data, stream: {"account_id": account(data), "properties": properties(data)}
 
@@ -143,6 +173,26 @@ MAPPINGS = {
         "account_id_column": "user",
         "property_columns": "a.b, meta.kind, a, meta as m, meta.user as m.user, list, list.0",
     },
+    "track by user_id": {
+        "api_type": "track",
+        "user_id_column": "sdk",
+        "event_column": "meta.kind",
+        "timestamp_column": "at",
+        "property_columns": "*",
+    },
+    "identify, nested user_id and a timestamp": {
+        "api_type": "identify",
+        "identity_column": "user",
+        "user_id_column": "meta.sdk",
+        "timestamp_column": "at",
+    },
+    "identify, no timestamp": {
+        "api_type": "identify",
+        "identity_column": "name",
+        "user_id_column": "sdk",
+    },
+    "delete users by identity": {"api_type": "delete_users", "identity_column": "meta.user"},
+    "delete users by user_id": {"api_type": "delete_users", "user_id_column": "list.1"},
     "account properties, list index and dotted key": {
         "api_type": "add_account_properties",
         "account_id_column": "list.1",
@@ -171,6 +221,13 @@ class Awkward:
         "id",
         "a.b",
         "\ufffd",
+        "007",
+        "9007199254740991",
+        "9007199254740992",
+        "+1",
+        "1e3",
+        " 12",
+        "١٢",
     ]
     NUMBERS = [
         0,
@@ -196,6 +253,10 @@ class Awkward:
         RawNumber("-1e400"),
         RawNumber("1" * 400 + ".5"),
         RawNumber("9" * 5000),
+        2**53 - 1,
+        9007199254740991.0,
+        42.0,
+        1e15,
     ]
     KEYS = [
         "user",
@@ -217,6 +278,7 @@ class Awkward:
         "at",
         "flag",
         "0",
+        "sdk",
     ]
 
     def __init__(self, seed: int) -> None:
@@ -230,13 +292,20 @@ class Awkward:
 
     def loadable(self) -> dict:
         text = self.random.choice(["u-1", "jane@example.com", "café", "x" * 255])
+        sdk = self.random.choice([0, 42, 2**53 - 1, "123", 7.0])
         return {
             "user": text,
             "n": self.random.randint(0, 10**6),
             "name": text,
-            "meta": {"user": text, "kind": "Signed Up", "at": "2022-10-21T04:09:54Z"},
-            "list": [text, text],
-            "at": self.random.choice([1666325394, "2022-10-21", None]),
+            "sdk": sdk,
+            "meta": {
+                "user": text,
+                "kind": "Signed Up",
+                "at": "2022-10-21T04:09:54Z",
+                "sdk": sdk,
+            },
+            "list": [text, sdk],
+            "at": self.random.choice([1666325394, "2022-10-21", None, ""]),
         }
 
     def key(self) -> str:
@@ -274,7 +343,8 @@ def outcome(transform: Callable[[dict, bytes], dict], data: dict) -> tuple[str, 
 
 @pytest.mark.parametrize("name", sorted(MAPPINGS))
 def test_the_generated_transform_equals_the_rules_on_generated_records(name):
-    config = {"app_id": "11", "base_url": "https://heap.test", "api": MAPPINGS[name]}
+    api = MAPPINGS[name]
+    config = {"app_id": "11", "base_url": "https://heap.test", "api": api, "api_key": "k"}
     mapping = parse_config(config).default_mapping
     generated = RecordTransformer(mapping, now=lambda: NOW)
     reference_stats = TransformStats()
