@@ -204,3 +204,84 @@ def test_without_any_mapping_write_still_ends_naming_api(sandbox, tmp_path):
         "Invalid configuration field 'api': is required unless 'streams'"
         in trace["trace"]["error"]["message"]
     )
+
+
+IDENTIFIED = activated("sdk_links", "user", "update", ["user_id", "identity"], ["user_id"])
+ERASED_BY_IDENTITY = activated("erasures", "user", "soft_delete", ["identity"], ["identity"])
+ERASED_BY_USER_ID = activated(
+    "sdk_erasures", "user", "soft_delete", ["identity", "user_id"], ["user_id"]
+)
+EVENTS_BY_USER_ID = activated("sdk_events", "event", "append", ["user_id", "event", "plan"], None)
+API_KEY = "main-production-key"
+
+
+def test_the_harness_accepts_the_user_operations_as_the_platform_would(tmp_path):
+    catalog = {"streams": [IDENTIFIED, ERASED_BY_IDENTITY, ERASED_BY_USER_ID, EVENTS_BY_USER_ID]}
+    assert validate_catalog(catalog, discovered(tmp_path)) == []
+
+
+def test_identify_soft_delete_and_events_by_user_id_from_the_mapping_screen(sandbox, tmp_path):
+    sandbox.set_auth(api_keys={"11": [API_KEY]})
+    streams = [IDENTIFIED, ERASED_BY_IDENTITY, ERASED_BY_USER_ID, EVENTS_BY_USER_ID]
+    catalog_path = write_json(tmp_path, "catalog.json", {"streams": streams})
+    source = [
+        record("sdk_links", {"user_id": "77", "identity": "ann@x.io"}),
+        record("sdk_links", {"user_id": 77, "identity": "bob@x.io"}),  # Heap would ignore it
+        state("sdk_links", 1),
+        record("erasures", {"identity": "gone@x.io"}),
+        state("erasures", 2),
+        record("sdk_erasures", {"identity": "not-the-key@x.io", "user_id": "78"}),
+        state("sdk_erasures", 3),
+        record("sdk_events", {"user_id": 79.0, "event": "Seen", "plan": "pro"}),
+        state("sdk_events", 4),
+    ]
+    platform = Platform()
+
+    run = run_write(
+        tmp_path,
+        {**APP, "base_url": sandbox.url, "api_key": API_KEY},
+        platform.forward(source),
+        catalog_path,
+    )
+
+    assert run.returncode == 0, run.stderr
+    verdict = platform.judge(run.stdout)
+    verdict.assert_ok()
+    assert sorted(verdict.returned) == [1, 2, 3, 4]
+    assert verdict.counts[1] == (1.0, 1.0)
+    assert [(c["identity"], c["user_id"]) for c in sandbox.identify_calls()] == [
+        ("ann@x.io", "77")
+    ]
+    users = [r["users"] for r in sandbox.deletion_requests()]
+    assert sorted(users, key=str) == sorted([[{"identity": "gone@x.io"}], [{"user_id": 78}]], key=str)
+    (event,) = sandbox.accepted("track")
+    assert (event["user_id"], event["event"], event["properties"]) == ("79", "Seen", {"plan": "pro"})
+    assert "identity" not in event
+
+
+def test_a_soft_delete_without_api_key_ends_write_naming_it(sandbox, tmp_path):
+    catalog_path = write_json(tmp_path, "catalog.json", {"streams": [ERASED_BY_IDENTITY]})
+    run = run_write(
+        tmp_path,
+        {**APP, "base_url": sandbox.url},
+        record("erasures", {"identity": "gone@x.io"}) + "\n",
+        catalog_path,
+    )
+    assert run.returncode == 1
+    (trace,) = run.of_type("TRACE")
+    assert trace["trace"]["error"]["message"].startswith("Invalid configuration field 'api_key'")
+    assert sandbox.requests_log() == []
+
+
+def test_events_that_map_both_identity_and_user_id_end_write_at_its_start(sandbox, tmp_path):
+    both = activated("sdk_events", "event", "append", ["identity", "user_id", "event"], None)
+    run = run_write(
+        tmp_path,
+        {**APP, "base_url": sandbox.url},
+        record("sdk_events", {"identity": "a", "user_id": "1", "event": "e"}) + "\n",
+        write_json(tmp_path, "catalog.json", {"streams": [both]}),
+    )
+    assert run.returncode == 1
+    (trace,) = run.of_type("TRACE")
+    assert "maps both 'identity' and 'user_id'" in trace["trace"]["error"]["message"]
+    assert sandbox.requests_log() == []
