@@ -5,8 +5,10 @@ On a data-activation connection every configured stream names its target:
 offers (destination_catalog.py), `primary_key` names the matching key, and the platform renames
 each record's fields to the operation's field names before they reach the destination. Such a
 stream needs no `streams` entry and no top-level `api`: its mapping is derived here, once, from
-the operation and the stream's schema. Every field that is not one of the operation's becomes a
-property, flattened and checked by the same rules as `property_columns: "*"`.
+the operation and the stream's schema. For events, users and accounts, every field that is not
+one of the operation's becomes a property, flattened and checked by the same rules as
+`property_columns: "*"`; identify (`user` / `update`) and user deletion (`user` /
+`soft_delete`, by the field the primary key names) send no properties.
 
 A catalog can come from anywhere, so what the platform validates is validated again: an unknown
 object, a sync mode the object does not offer, or a `primary_key` that is none of its matching
