@@ -10,6 +10,8 @@ Deletion API, which proves the key and the app_id together, and deletes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from destination_heap_analytics import heap_limits
 from destination_heap_analytics.client import (
     HeapClient,
@@ -20,7 +22,7 @@ from destination_heap_analytics.client import (
 )
 from destination_heap_analytics.config import ApiType, HeapConfig, endpoint_url
 from destination_heap_analytics.retry import RetriesExhausted, RetryPolicy, call_with_retries
-from destination_heap_analytics.sync_clock import SyncClock
+from destination_heap_analytics.sync_clock import Clock, SyncClock
 from destination_heap_analytics.transformer import now_iso8601
 
 PREFLIGHT_IDENTITY = "admin@heap.io"
@@ -40,16 +42,19 @@ def preflight_event() -> dict:
     }
 
 
+def briefly_retried(operation: Callable[[], object], config: HeapConfig, clock: Clock) -> None:
+    """`operation`, retried through transient failures within a check's short budget."""
+    call_with_retries(
+        operation, RetryPolicy(min(CHECK_RETRY_SECONDS, config.max_retry_seconds)), clock
+    )
+
+
 def check_connection(config: HeapConfig) -> str | None:
     """None when Heap accepted the preflight event, else a message saying what to fix."""
     url = endpoint_url(config.base_url, ApiType.TRACK)
     client = HeapClient(url, config.app_id, bulk_key=None, pool_size=1, timeout=CHECK_TIMEOUT)
     try:
-        call_with_retries(
-            lambda: client.send([preflight_event()]),
-            RetryPolicy(min(CHECK_RETRY_SECONDS, config.max_retry_seconds)),
-            SyncClock(),
-        )
+        briefly_retried(lambda: client.send([preflight_event()]), config, SyncClock())
     except HeapConfigurationError as error:
         return f"{error}. Check the '{error.field}' setting."
     except HeapRejected as error:
@@ -80,11 +85,7 @@ def check_deletion_key(config: HeapConfig) -> str | None:
         timeout=CHECK_TIMEOUT,
     )
     try:
-        call_with_retries(
-            client.tokens.current,
-            RetryPolicy(min(CHECK_RETRY_SECONDS, config.max_retry_seconds)),
-            clock,
-        )
+        briefly_retried(client.tokens.current, config, clock)
     except HeapConfigurationError as error:
         return f"{error}. Check the '{error.field}' setting."
     except RetriesExhausted as error:

@@ -22,6 +22,7 @@ from integration_tests.conftest import (
 )
 from integration_tests.heap_sandbox import HeapSandbox
 from integration_tests.platform import Platform
+from integration_tests.test_platform import start_write
 
 APP_ID = "11"
 API_KEY = "the-main-production-key"
@@ -240,12 +241,7 @@ def test_user_ids_are_deleted_as_json_integers(sandbox, tmp_path):
 
 def test_a_wrong_key_fails_the_sync_naming_api_key_and_deletes_nothing(sandbox, tmp_path):
     with_key(sandbox)
-    run = run_write(
-        tmp_path,
-        config(sandbox, DELETE_BY_IDENTITY, api_key="not-the-key"),
-        "\n".join([*deletions(3), state("gone", 1)]) + "\n",
-        catalog(tmp_path, "gone", "email"),
-    )
+    run = delete(sandbox, tmp_path, 3, api_key="not-the-key")
     assert run.returncode == 1
     error = trace_error(run)
     assert error["failure_type"] == "config_error"
@@ -254,14 +250,19 @@ def test_a_wrong_key_fails_the_sync_naming_api_key_and_deletes_nothing(sandbox, 
     assert "not-the-key" not in run.stdout + run.stderr
 
 
+def delete(sandbox: HeapSandbox, tmp_path: Path, count: int, *columns: str, **overrides):
+    """A write of `count` deletions by email, its catalog declaring `columns` (`email`)."""
+    return run_write(
+        tmp_path,
+        config(sandbox, DELETE_BY_IDENTITY, **{"api_key": API_KEY, **overrides}),
+        "\n".join(deletions(count)) + "\n",
+        catalog(tmp_path, "gone", *(columns or ("email",))),
+    )
+
+
 def test_a_401_after_a_new_token_fails_the_sync_naming_api_key(sandbox, tmp_path):
     with_key(sandbox).script("user_deletion", {"expire_token": True, "times": 2})
-    run = run_write(
-        tmp_path,
-        config(sandbox, DELETE_BY_IDENTITY, api_key=API_KEY),
-        "\n".join(deletions(2)) + "\n",
-        catalog(tmp_path, "gone", "email"),
-    )
+    run = delete(sandbox, tmp_path, 2)
     assert run.returncode == 1
     error = trace_error(run)
     assert error["failure_type"] == "config_error"
@@ -271,12 +272,7 @@ def test_a_401_after_a_new_token_fails_the_sync_naming_api_key(sandbox, tmp_path
 
 def test_a_refused_deletion_request_is_isolated_by_resending_only_its_own_users(sandbox, tmp_path):
     with_key(sandbox).script("user_deletion", {"status": 400, "message": "users: refused"})
-    run = run_write(
-        tmp_path,
-        config(sandbox, DELETE_BY_IDENTITY, api_key=API_KEY),
-        "\n".join(deletions(40)) + "\n",
-        catalog(tmp_path, "gone", "email"),
-    )
+    run = delete(sandbox, tmp_path, 40)
     assert run.returncode == 0, run.stderr
     asked = [f"user-{n}@x.io" for n in range(40)]
     sent = [[u["identity"] for u in r["users"]] for r in sandbox.deletion_requests()]
@@ -288,12 +284,7 @@ def test_a_deletion_column_the_catalog_does_not_declare_is_refused_before_anythi
     sandbox, tmp_path
 ):
     with_key(sandbox)
-    run = run_write(
-        tmp_path,
-        config(sandbox, DELETE_BY_IDENTITY, api_key=API_KEY),
-        "\n".join(deletions(2)) + "\n",
-        catalog(tmp_path, "gone", "mail"),
-    )
+    run = delete(sandbox, tmp_path, 2, "mail")
     assert run.returncode == 1
     error = trace_error(run)
     assert error["failure_type"] == "config_error"
@@ -302,12 +293,7 @@ def test_a_deletion_column_the_catalog_does_not_declare_is_refused_before_anythi
 
 
 def test_a_deletion_mapping_without_api_key_is_a_config_error(sandbox, tmp_path):
-    run = run_write(
-        tmp_path,
-        config(sandbox, DELETE_BY_IDENTITY),
-        "\n".join(deletions(1)) + "\n",
-        catalog(tmp_path, "gone", "email"),
-    )
+    run = delete(sandbox, tmp_path, 1, api_key="")
     assert run.returncode == 1
     assert trace_error(run)["message"].startswith("Invalid configuration field 'api_key'")
 
@@ -374,20 +360,7 @@ def test_a_sync_stopped_between_deletion_requests_emits_no_state_past_the_unansw
     platform = Platform()
     settings = config(sandbox, DELETE_BY_IDENTITY, api_key=API_KEY, max_concurrent_requests=1)
     catalog_path = catalog(tmp_path, "gone", "email")
-    process = subprocess.Popen(
-        cli_command(
-            "write",
-            "--config",
-            str(write_json(tmp_path, "config.json", settings)),
-            "--catalog",
-            str(catalog_path),
-        ),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    process = start_write(tmp_path, settings, catalog_path)
     process.stdin.write(platform.forward(source))
     process.stdin.flush()  # stdin stays open: the source has not finished
     assert sandbox.wait_hanging(1, timeout=60)
