@@ -10,7 +10,7 @@ batching, retries or records: returning normally means Heap acknowledged the who
 else, since it goes into the log).
 
 No text the server controls leaves this module as it came: Heap's error bodies are reduced by
-`privacy.describe` to words of a fixed vocabulary, the server's HTTP reason phrase is replaced
+`privacy.sanitise` to words of a fixed vocabulary, the server's HTTP reason phrase is replaced
 by the standard phrase of the status code, and urllib3's warnings that quote the server (a
 malformed header, a certificate) are logged without those quotes.
 """
@@ -32,7 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from destination_heap_analytics import heap_limits
-from destination_heap_analytics.privacy import describe
+from destination_heap_analytics.privacy import sanitise
 from destination_heap_analytics.sync_clock import Clock
 
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -67,7 +67,7 @@ class HeapError(Exception):
 class HeapRejected(HeapError):
     """Heap answered that the body is invalid (400 and kin).
 
-    `message` is Heap's explanation as `privacy.describe` shows it: vocabulary words only.
+    `message` is Heap's explanation as `privacy.sanitise` shows it: vocabulary words only.
     """
 
     def __init__(self, status: int, message: str) -> None:
@@ -334,7 +334,7 @@ def response_message(response: requests.Response) -> str:
     text = _explanation(response.text.strip())
     if not text:
         return status_phrase(response.status_code)
-    return describe(text)
+    return sanitise(text)
 
 
 def _explanation(text: str) -> str:

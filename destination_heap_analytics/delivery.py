@@ -40,9 +40,9 @@ class ChunkTally:
 class Batch:
     """Items in input order with their row numbers (1-based record counts), for reporting.
 
-    `last_refusal` is the rejection guard's position of the batch's refusals, set by the sending
-    thread when the batch is finished (None when nothing was refused); the states after the
-    batch wait until the guard has settled it.
+    `last_refusal_position` is the rejection guard's position of the batch's refusals, set by
+    the sending thread when the batch is finished (None when nothing was refused); the states
+    after the batch wait until the guard has settled it.
     `refused` counts the batch's items Heap refused, added to its chunk's `tally` once the
     batch is acknowledged.
     """
@@ -51,7 +51,7 @@ class Batch:
     items: list[dict]
     rows: list[int]
     tally: ChunkTally = field(default_factory=ChunkTally)
-    last_refusal: int | None = None
+    last_refusal_position: int | None = None
     refused: int = 0
 
 
@@ -186,12 +186,14 @@ class BatchDelivery:
         judgement = self._guard.refused(len(batch.items), str(refusal))
         if len(batch.items) > 1:
             self._probe_and_split(batch, judgement)
-        batch.last_refusal = judgement.finished()
+        batch.last_refusal_position = judgement.finished()
 
     def settled(self, batch: Batch) -> bool:
         """May the states after this (finished) batch go out? Not while one of its refusals
         could still turn out to be part of a sync Heap mostly refuses."""
-        return batch.last_refusal is None or self._guard.settled(batch.last_refusal)
+        return batch.last_refusal_position is None or self._guard.settled(
+            batch.last_refusal_position
+        )
 
     def _probe_and_split(self, batch: Batch, judgement: Judgement) -> None:
         probes = probe_positions(batch.items, self._ordering_key, seed=batch.rows[0])

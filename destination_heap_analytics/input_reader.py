@@ -36,7 +36,7 @@ LOGGED_LINES = 10
 
 NOT_UTF8 = "not valid UTF-8"
 NOT_JSON = "not valid JSON"
-TOO_DEEP = "JSON nested too deeply to read"
+NESTED_TOO_DEEP_TO_READ = "JSON nested too deeply to read"
 NOT_A_MESSAGE = "not a valid Airbyte message"
 
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
@@ -197,7 +197,7 @@ def _parse_exactly(line: bytes, stats: InputStats) -> Any:
             text, parse_constant=_refuse_constant, parse_float=parse_float, parse_int=parse_int
         )
     except RecursionError:
-        raise UnreadableLine(TOO_DEEP) from None
+        raise UnreadableLine(NESTED_TOO_DEEP_TO_READ) from None
     except ValueError:  # JSONDecodeError, and the non-standard constants refused below
         raise UnreadableLine(NOT_JSON) from None
     if "\\u" in text:  # only an escape can make a surrogate: UTF-8 bytes cannot

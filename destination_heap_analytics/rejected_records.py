@@ -427,7 +427,7 @@ def invalid_reason(reason: str) -> dict[str, str]:
 
 def refused_reason(status: int, message: str) -> dict[str, Any]:
     """The `reason` of a record Heap refused: its status and its message, as the log shows it
-    (`privacy.describe`'s words: Heap's own text is never copied, not even here)."""
+    (`privacy.sanitise`'s words: Heap's own text is never copied, not even here)."""
     return {"kind": "refused", "status": status, "message": message}
 
 
