@@ -24,5 +24,5 @@ USER airbyte
 ENV AIRBYTE_ENTRYPOINT="destination-heap-analytics"
 ENTRYPOINT ["destination-heap-analytics"]
 
-LABEL io.airbyte.version=0.3.0
+LABEL io.airbyte.version=0.4.0
 LABEL io.airbyte.name=airbyte/destination-heap-analytics

@@ -20,6 +20,7 @@ MAIN_REQUIREMENTS = [
     "requests>=2.32,<3",
     "pendulum>=3.0,<4",
     "jsonschema>=4.17.3,<5",  # config validation against spec.json (already a CDK dependency)
+    "typing_extensions>=4.4",  # @override on the CDK's methods (already a CDK dependency)
     "boto3>=1.36,<2",  # rejected records to the user's S3 bucket (object_storage_config)
 ]
 

@@ -5,4 +5,4 @@ unit_tests/test_packaging.py checks that metadata.yaml, the Dockerfile and the d
 carry the same value. To release, change it here and in those three places.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -171,13 +171,22 @@ def _items(schema: object) -> object | None:
     return None
 
 
-def _in_schema(segments: tuple[str, ...], schema: object) -> bool:
+def declares_column(json_schema: object, column: ColumnPath) -> bool:
+    """Does the stream's schema name this column, every part of its path? Stricter than the
+    warnings: an object that declares no properties does not count (a deletion must not rest
+    on a column that may as well not exist)."""
+    if schema_problem(json_schema) is not None or json_schema is None:
+        return False
+    return _in_schema(column.segments, json_schema, open_counts=False)
+
+
+def _in_schema(segments: tuple[str, ...], schema: object, open_counts: bool = True) -> bool:
     node = schema
     for index, segment in enumerate(segments):
         properties = _declared_properties(node)
         items = _items(node)
         if not properties and items is None:
-            return True  # nothing declared below here: any path may exist
+            return open_counts  # nothing declared below here: any path may exist
         if ".".join(segments[index:]) in properties:
             return True  # a key that itself contains dots
         if segment in properties:

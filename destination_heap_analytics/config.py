@@ -35,17 +35,66 @@ class ApiType(StrEnum):
     TRACK = "track"
     ADD_USER_PROPERTIES = "add_user_properties"
     ADD_ACCOUNT_PROPERTIES = "add_account_properties"
+    IDENTIFY = "identify"
+    DELETE_USERS = "delete_users"
 
     @property
-    def bulk_key(self) -> str:
-        """The array key that turns a request body into Heap's bulk form."""
-        return _BULK_KEYS[self]
+    def form(self) -> ApiForm:
+        return _FORMS[self]
+
+    @property
+    def bulk_key(self) -> str | None:
+        """The array key that turns a request body into Heap's bulk form (None: no bulk form)."""
+        return self.form.bulk_key
 
 
-_BULK_KEYS = {
-    ApiType.TRACK: "events",
-    ApiType.ADD_USER_PROPERTIES: "users",
-    ApiType.ADD_ACCOUNT_PROPERTIES: "accounts",
+@dataclass(frozen=True)
+class ApiForm:
+    """How Heap takes the items of one API: the endpoint and the shape of a request."""
+
+    path: str
+    """Under the base URL (heap_limits)."""
+    bulk_key: str | None
+    """The array of the bulk form; None when Heap documents no bulk form (one item a request)."""
+    single_form: bool
+    """A one-item body without the array exists (what `batch_size: 1` sends)."""
+    app_id_in_body: bool
+    """The body carries `app_id` (the ingestion APIs); the User Deletion API's token names the
+    app instead."""
+    max_items: int
+    """Items per request at most, whatever batch_size says."""
+    sends_properties: bool = True
+
+
+_FORMS = {
+    ApiType.TRACK: ApiForm(
+        heap_limits.TRACK_PATH, "events", True, True, heap_limits.MAX_ITEMS_PER_BULK_REQUEST
+    ),
+    ApiType.ADD_USER_PROPERTIES: ApiForm(
+        heap_limits.ADD_USER_PROPERTIES_PATH,
+        "users",
+        True,
+        True,
+        heap_limits.MAX_ITEMS_PER_BULK_REQUEST,
+    ),
+    ApiType.ADD_ACCOUNT_PROPERTIES: ApiForm(
+        heap_limits.ADD_ACCOUNT_PROPERTIES_PATH,
+        "accounts",
+        True,
+        True,
+        heap_limits.MAX_ITEMS_PER_BULK_REQUEST,
+    ),
+    ApiType.IDENTIFY: ApiForm(
+        heap_limits.IDENTIFY_PATH, None, True, True, 1, sends_properties=False
+    ),
+    ApiType.DELETE_USERS: ApiForm(
+        heap_limits.USER_DELETION_PATH,
+        "users",
+        False,
+        False,
+        heap_limits.MAX_USERS_PER_DELETION_REQUEST,
+        sends_properties=False,
+    ),
 }
 
 
@@ -95,8 +144,11 @@ class ColumnMapping:
 
     api_type: ApiType
     property_columns: tuple[PropertyColumn, ...] | None
-    """In the order they are applied: every column after the columns that enclose it."""
+    """In the order they are applied: every column after the columns that enclose it; empty for
+    the APIs that send no properties (identify, delete_users)."""
     identity_column: ColumnPath | None = None
+    user_id_column: ColumnPath | None = None
+    """The Heap SDK user_id: track (instead of identity_column), identify, delete_users."""
     event_column: ColumnPath | None = None
     event_name: str | None = None
     timestamp_column: ColumnPath | None = None
@@ -109,6 +161,7 @@ class ColumnMapping:
         data or the catalog's schema never has (a misspelt exclusion excludes nothing)."""
         singles = (
             self.identity_column,
+            self.user_id_column,
             self.event_column,
             self.timestamp_column,
             self.account_id_column,
@@ -152,9 +205,13 @@ class Pacing:
 OBJECT_STORAGE_FIELD = "object_storage_config"
 """The top-level field Airbyte's platform reads for rejected-records storage (its exact name)."""
 
+MAX_S3_KEY_BYTES = 1024
+"""S3 object keys hold at most 1,024 UTF-8 bytes
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html)."""
+
 MAX_BUCKET_PATH_BYTES = 500
-"""S3 keys hold at most 1,024 UTF-8 bytes; the rest of a key (sync id, namespace, stream, file
-name) takes at most about 510 (rejected_records.py caps each part), so the prefix keeps 500."""
+"""The rest of a key (sync id, namespace, stream, file name) takes at most about 510 of
+MAX_S3_KEY_BYTES (rejected_records.py caps each part), so the prefix keeps 500."""
 
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 """What botocore accepts as a bucket name (its client-side check); AWS's own rules are stricter,
@@ -198,6 +255,8 @@ class HeapConfig:
     """Transform and count everything, send nothing, emit no state."""
     object_storage: S3Storage | None = None
     """Where rejected records go (`object_storage_config`); None when not configured."""
+    api_key: str | None = field(default=None, repr=False)
+    """The User Deletion API's key (`api_key`); required when a mapping deletes users."""
 
     def pacing_for(self, api_type: ApiType) -> Pacing:
         return self.pacing_by_api[api_type]
@@ -207,30 +266,78 @@ class HeapConfig:
         """batch_size 1 keeps 0.1.0's single-item body; anything larger uses Heap's bulk form."""
         return self.batch_size > 1
 
+    def bulk_key_for(self, api_type: ApiType) -> str | None:
+        """The array key of `api_type`'s requests, None for its single form: the bulk form
+        unless batch_size is 1, an API with one form takes that one."""
+        form = api_type.form
+        if form.bulk_key is None or (form.single_form and not self.uses_bulk_form):
+            return None
+        return form.bulk_key
+
+    def items_per_request(self, api_type: ApiType) -> int:
+        """batch_size, within the API's own cap: identify takes one pair a request, and user
+        deletion always goes in requests of up to 10,000 users, whatever batch_size says."""
+        form = api_type.form
+        if not form.single_form:
+            return form.max_items
+        return min(self.batch_size, form.max_items)
+
 
 def endpoint_url(base_url: str, api_type: ApiType) -> str:
-    """`{base_url}/api/{api_type}`; unlike 0.1.0's urljoin, a path prefix in base_url is kept."""
-    return f"{base_url}/api/{api_type.value}"
+    """The endpoint under `base_url`; unlike 0.1.0's urljoin, a path prefix in base_url is
+    kept."""
+    return f"{base_url}{api_type.form.path}"
 
 
-def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
+API_KEY_FIELD = "api_key"
+MAIN_PRODUCTION_ONLY = (
+    "Heap's User Deletion API key works only with the Main Production environment's ID as app_id"
+)
+
+
+def api_key_required_error() -> ConfigError:
+    """A mapping deletes users and the config has no api_key."""
+    return ConfigError(
+        API_KEY_FIELD,
+        "is required when a mapping deletes users (api_type delete_users, or a soft delete in "
+        "Airbyte's mapping screen): set the key of Heap's User Deletion API. "
+        f"{MAIN_PRODUCTION_ONLY}",
+    )
+
+
+NO_MAPPING = (
+    "is required unless 'streams' lists a mapping: set a default mapping in 'api', one per "
+    "stream in 'streams', or both (or map the streams to Heap's objects in Airbyte's mapping "
+    "screen)"
+)
+
+
+def no_mapping_error() -> ConfigError:
+    """The config maps no stream and the catalog names no Heap object for any."""
+    return ConfigError("api", NO_MAPPING)
+
+
+def parse_config(raw: Mapping[str, Any], require_mapping: bool = True) -> HeapConfig:
     """Validate every field and build the typed config; raises ConfigError naming the field.
 
     Types, ranges, required fields and defaults come from spec.json alone (config_schema.py);
     what follows are the rules a JSON schema cannot state: dot paths, https, non-blank values.
+    `require_mapping=False` accepts a config with neither `api` nor `streams`: a connection that
+    maps its streams in Airbyte's mapping screen (data activation) needs none, which only the
+    configured catalog can tell (`check`, `discover`, and `write` before it reads the catalog).
     """
     config = with_spec_defaults(raw)
     check_against_spec(config)
     default_mapping = _parse_mapping(config["api"], "api") if "api" in config else None
     stream_mappings = _parse_streams(config.get("streams", []))
-    if default_mapping is None and not stream_mappings:
-        raise ConfigError(
-            "api",
-            "is required unless 'streams' lists a mapping: set a default mapping in 'api', "
-            "one per stream in 'streams', or both",
-        )
+    if require_mapping and default_mapping is None and not stream_mappings:
+        raise no_mapping_error()
     batch_size = int(config["batch_size"])
     scale = pacing_time_scale()
+    api_key = config.get(API_KEY_FIELD, "").strip() or None
+    mappings = [default_mapping, *(entry.mapping for entry in stream_mappings)]
+    if api_key is None and any(m and m.api_type is ApiType.DELETE_USERS for m in mappings):
+        raise api_key_required_error()
     return HeapConfig(
         app_id=_parse_app_id(config["app_id"]),
         base_url=parse_base_url(config["base_url"]),
@@ -245,6 +352,7 @@ def parse_config(raw: Mapping[str, Any]) -> HeapConfig:
         pacing_time_scale=scale,
         dry_run=bool(config["dry_run"]),
         object_storage=parse_object_storage(config.get(OBJECT_STORAGE_FIELD)),
+        api_key=api_key,
     )
 
 
@@ -305,6 +413,9 @@ def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
     fields, the region list); what follows are the rules the schema cannot state."""
     if raw is None or raw["storage_type"] == "None":
         return None
+    bucket_name = _parse_bucket_name(raw["s3_bucket_name"])  # fields in the form's order
+    bucket_path = _parse_bucket_path(raw["bucket_path"])
+    endpoint = _parse_s3_endpoint(raw.get("s3_endpoint", ""))
     access_key_id = _optional_text(raw, "access_key_id")
     secret_access_key = _optional_text(raw, "secret_access_key")
     if (access_key_id is None) != (secret_access_key is None):
@@ -314,10 +425,10 @@ def parse_object_storage(raw: Mapping[str, Any] | None) -> S3Storage | None:
             _storage_field("secret_access_key"),
         )
     return S3Storage(
-        bucket_name=_parse_bucket_name(raw["s3_bucket_name"]),
-        bucket_path=_parse_bucket_path(raw["bucket_path"]),
+        bucket_name=bucket_name,
+        bucket_path=bucket_path,
         region=raw["s3_bucket_region"] or None,
-        endpoint=_parse_s3_endpoint(raw.get("s3_endpoint", "")),
+        endpoint=endpoint,
         access_key_id=access_key_id,
         secret_access_key=secret_access_key,
         role_arn=_parse_role_arn(raw.get("role_arn", "")),
@@ -356,7 +467,8 @@ def _parse_bucket_path(value: str) -> str:
     if len(path.encode("utf-8", "surrogatepass")) > MAX_BUCKET_PATH_BYTES:
         raise ConfigError(
             _storage_field("bucket_path"),
-            f"is longer than {MAX_BUCKET_PATH_BYTES} bytes; S3 keys hold at most 1024",
+            f"is longer than {MAX_BUCKET_PATH_BYTES} bytes; "
+            f"S3 keys hold at most {MAX_S3_KEY_BYTES}",
         )
     return path
 
@@ -433,6 +545,10 @@ def _parse_mapping(api: Mapping[str, Any], field: str) -> ColumnMapping:
     event_name = None
     if api_type is ApiType.TRACK:
         event_name = _parse_event_name(api, field, has_column=columns["event_column"] is not None)
+    if api_type in ONE_USER_KEY_APIS:
+        _check_one_user_key(columns, field)
+    if not api_type.form.sends_properties:
+        return ColumnMapping(api_type=api_type, property_columns=(), **columns)
     property_columns = _parse_property_columns(api["property_columns"], f"{field}.property_columns")
     excluded = _parse_exclude_columns(api.get("exclude_columns", ""), f"{field}.exclude_columns")
     for column in property_columns or ():
@@ -463,6 +579,20 @@ def _parse_single_column(
     if "," in value:
         raise ConfigError(field, "takes a single column, not a comma-separated list")
     return ColumnPath.parse(value, field)
+
+
+ONE_USER_KEY_APIS = frozenset({ApiType.TRACK, ApiType.DELETE_USERS})
+"""The APIs that name a user by identity or by user_id: exactly one of the two columns."""
+
+
+def _check_one_user_key(columns: Mapping[str, ColumnPath | None], field: str) -> None:
+    """Heap takes `identity` or `user_id`, "both cannot be provided at the same time"."""
+    identity, user_id = columns["identity_column"], columns["user_id_column"]
+    names = f"{field}.identity_column", f"{field}.user_id_column"
+    if identity is not None and user_id is not None:
+        raise ConfigError(names[0], "are both set; set exactly one of them", names[1])
+    if identity is None and user_id is None:
+        raise ConfigError(names[0], "are both empty; set exactly one of them", names[1])
 
 
 def _parse_event_name(api: Mapping[str, Any], field: str, has_column: bool) -> str | None:
@@ -576,8 +706,10 @@ def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool, scale: 
     (of each API type: Heap documents its limits per API).
 
     0 turns client-side pacing off entirely (per identity too), for users whose Heap contract
-    raises the limits.
+    raises the limits. User deletion is never paced (heap_limits says why).
     """
+    if api_type is ApiType.DELETE_USERS:
+        return Pacing(per_app=None, per_identity=None)
     per_identity = _documented_identity_limit(api_type, bulk)
     value = raw.get("max_events_per_minute")
     if value is None:
@@ -617,15 +749,18 @@ def _scaled(limit: RateLimit | None, scale: float) -> RateLimit | None:
 
 
 def _documented_app_limit(api_type: ApiType, bulk: bool) -> RateLimit | None:
+    """Heap documents a per-app limit for bulk track alone."""
     if api_type is ApiType.TRACK and bulk:
         return RateLimit(*heap_limits.TRACK_BULK_LIMIT_PER_APP)
     return None
 
 
 def _documented_identity_limit(api_type: ApiType, bulk: bool) -> RateLimit | None:
-    if api_type is ApiType.ADD_ACCOUNT_PROPERTIES:
+    """Per identity (or user_id): the single forms' limit, identify's too (it has only a single
+    form; heap_limits says why), and bulk track's."""
+    if api_type in (ApiType.ADD_ACCOUNT_PROPERTIES, ApiType.DELETE_USERS):
         return None
-    if not bulk:
+    if not bulk or api_type is ApiType.IDENTIFY:
         return RateLimit(*heap_limits.SINGLE_REQUEST_LIMIT_PER_IDENTITY)
     if api_type is ApiType.TRACK:
         return RateLimit(*heap_limits.TRACK_BULK_LIMIT_PER_IDENTITY)

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from destination_heap_analytics.client import HeapClient, HeapRejected, HeapTransientError
+from destination_heap_analytics.client import (
+    HeapClient,
+    HeapRejected,
+    HeapTransientError,
+    Receipt,
+)
 from destination_heap_analytics.pacer import Pacer
-from destination_heap_analytics.rejection_guard import RejectionGuard
+from destination_heap_analytics.rejection_guard import Judgement, RejectionGuard, probe_positions
 from destination_heap_analytics.retry import RetryPolicy, call_with_retries
 from destination_heap_analytics.sync_clock import Clock
 
@@ -34,8 +40,9 @@ class ChunkTally:
 class Batch:
     """Items in input order with their row numbers (1-based record counts), for reporting.
 
-    `last_refusal` is the rejection guard's position of the batch's last refused record, set by
-    the sending thread; the states after the batch wait until the guard has settled it.
+    `last_refusal_position` is the rejection guard's position of the batch's refusals, set by
+    the sending thread when the batch is finished (None when nothing was refused); the states
+    after the batch wait until the guard has settled it.
     `refused` counts the batch's items Heap refused, added to its chunk's `tally` once the
     batch is acknowledged.
     """
@@ -44,7 +51,7 @@ class Batch:
     items: list[dict]
     rows: list[int]
     tally: ChunkTally = field(default_factory=ChunkTally)
-    last_refusal: int | None = None
+    last_refusal_position: int | None = None
     refused: int = 0
 
 
@@ -62,6 +69,14 @@ class Rejection:
     message: str
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A request Heap accepted with a receipt (a user deletion): its id and its item count."""
+
+    receipt: Receipt
+    items: int
+
+
 @dataclass
 class DeliveryStats:
     """Counters shared by the sending threads; every update holds the lock."""
@@ -73,7 +88,10 @@ class DeliveryStats:
     retries: int = 0
     rejected: Counter = field(default_factory=Counter)
     retry_reasons: Counter = field(default_factory=Counter)
+    receipts: int = 0
+    """Requests Heap accepted with a receipt (deletion requests)."""
     _new_rejections: list[Rejection] = field(default_factory=list)
+    _new_receipts: list[Accepted] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count_request(self) -> None:
@@ -104,14 +122,36 @@ class DeliveryStats:
             self.rejected[reason] += 1
             self._new_rejections.append(rejection)
 
+    def count_receipt(self, accepted: Accepted) -> None:
+        with self._lock:
+            self.receipts += 1
+            self._new_receipts.append(accepted)
+
+    def take_new_receipts(self) -> list[Accepted]:
+        """Receipts since the last call, in the order Heap answered, for the main thread."""
+        with self._lock:
+            taken, self._new_receipts = self._new_receipts, []
+        return taken
+
     def take_new_rejections(self) -> list[Rejection]:
-        """Rejections since the last call, for the main thread to log."""
+        """Rejections since the last call, in row order (probes find them in no particular
+        order), for the main thread to log."""
         with self._lock:
             taken, self._new_rejections = self._new_rejections, []
-        return taken
+        return sorted(taken, key=lambda rejection: rejection.row)
 
 
 class BatchDelivery:
+    """Delivers batches of one route; the rejection guard is the sync's, shared by all routes.
+
+    A refused batch is first probed (`rejection_guard.probe_positions`: single items at spread
+    positions, so the guard's evidence represents the batch whatever the order of its bad
+    rows), then the rest is split depth first, left half first, or, when at least half of the
+    probes were refused, sent item by item. Items therefore reach Heap in input order per
+    ordering key: a probe is the first item of its key in the batch, and the rest keeps its
+    order, which last-write-wins properties need.
+    """
+
     def __init__(
         self,
         client: HeapClient,
@@ -120,71 +160,124 @@ class BatchDelivery:
         stats: DeliveryStats,
         clock: Clock,
         guard: RejectionGuard | None = None,
+        ordering_key: Callable[[dict], str] | None = None,
+        keep_refused: Callable[[int, dict, HeapRejected], None] | None = None,
     ) -> None:
-        """`clock` times retries and wakes them when the sync is cancelled; the guard is the
-        route's, shared by its batches."""
+        """`clock` times retries and wakes them when the sync is cancelled; `ordering_key`
+        names the item field whose input order must hold (None for events); `keep_refused`
+        receives each refused item with its row (the rejected-records bucket), in the sending
+        thread, before the batch can be acknowledged."""
+        self._keep_refused = keep_refused
         self._client = client
         self._pacer = pacer
         self._policy = policy
         self._stats = stats
         self._clock = clock
         self._guard = guard or RejectionGuard()
+        self._ordering_key = ordering_key
 
     def deliver(self, batch: Batch) -> None:
-        if not self._send(batch, batch.items, batch.rows):
-            self._isolate(batch, batch.items, batch.rows)
+        refusal = self._post(batch.items)
+        if refusal is None:
+            self._guard.accepted(len(batch.items))
+            return
+        if len(batch.items) == 1:
+            self._count_rejection(batch, 0, refusal)
+        judgement = self._guard.refused(len(batch.items), str(refusal))
+        if len(batch.items) > 1:
+            self._probe_and_split(batch, judgement)
+        batch.last_refusal_position = judgement.finished()
 
     def settled(self, batch: Batch) -> bool:
         """May the states after this (finished) batch go out? Not while one of its refusals
         could still turn out to be part of a sync Heap mostly refuses."""
-        return batch.last_refusal is None or self._guard.settled(batch.last_refusal)
+        return batch.last_refusal_position is None or self._guard.settled(
+            batch.last_refusal_position
+        )
 
-    def _isolate(self, batch: Batch, items: list[dict], rows: list[int]) -> None:
-        """Split a refused group in halves until each bad item stands alone.
+    def _probe_and_split(self, batch: Batch, judgement: Judgement) -> None:
+        probes = probe_positions(batch.items, self._ordering_key, seed=batch.rows[0])
+        for index in probes:
+            self._send(batch, [index], judgement, probe=True)
+        probed = set(probes)
+        rest = [index for index in range(len(batch.items)) if index not in probed]
+        if judgement.mostly_refused:  # halves would cost about two requests per item
+            for index in rest:
+                self._send(batch, [index], judgement)
+        elif rest and not self._send(batch, rest, judgement):
+            self._split(batch, rest, judgement)
 
-        Depth first, left half first: the good items of a batch reach Heap in input order, which
-        last-write-wins properties need.
-        """
-        if len(items) == 1:
+    def _split(self, batch: Batch, group: list[int], judgement: Judgement) -> None:
+        """Split a refused group in halves until each bad item stands alone; depth first, left
+        half first, so the good items reach Heap in input order."""
+        if len(group) == 1:
             return
-        middle = len(items) // 2
-        for half_items, half_rows in (
-            (items[:middle], rows[:middle]),
-            (items[middle:], rows[middle:]),
-        ):
-            if not self._send(batch, half_items, half_rows):
-                self._isolate(batch, half_items, half_rows)
+        middle = len(group) // 2
+        for half in (group[:middle], group[middle:]):
+            if not self._send(batch, half, judgement):
+                self._split(batch, half, judgement)
 
-    def _send(self, batch: Batch, items: list[dict], rows: list[int]) -> bool:
-        """True when Heap accepted the items; a refused single item is counted as rejected."""
+    def _send(
+        self, batch: Batch, group: list[int], judgement: Judgement, probe: bool = False
+    ) -> bool:
+        """Send the batch's items at `group`; True when Heap accepted them. A refused single
+        item is counted as rejected; a probe's answer goes to the guard either way."""
+        refusal = self._post([batch.items[index] for index in group])
+        if refusal is not None and len(group) == 1:
+            self._reject(batch, group[0], refusal, judgement, probe)
+        elif probe:
+            judgement.probed(refused=refusal is not None)
+        return refusal is None
+
+    def _reject(
+        self,
+        batch: Batch,
+        index: int,
+        refusal: HeapRejected,
+        judgement: Judgement,
+        probe: bool = False,
+    ) -> None:
+        self._count_rejection(batch, index, refusal)
+        if probe:
+            judgement.probed(refused=True, reason=str(refusal))
+        else:
+            judgement.refused_alone(str(refusal))
+
+    def _count_rejection(self, batch: Batch, index: int, refusal: HeapRejected) -> None:
+        self._stats.count_rejection(Rejection(batch.rows[index], refusal.status, refusal.message))
+        batch.refused += 1
+        if self._keep_refused is not None:
+            self._keep_refused(batch.rows[index], batch.items[index], refusal)
+
+    def _post(self, items: list[dict]) -> HeapRejected | None:
+        """One request of `items` (retried through transient failures); Heap's refusal, or
+        None when it accepted them (counted as delivered)."""
         self._guard.check()
         try:
             self._send_with_retries(items)
         except HeapRejected as rejected:
-            if len(items) == 1:
-                self._stats.count_rejection(Rejection(rows[0], rejected.status, rejected.message))
-                batch.refused += 1
-                batch.last_refusal = self._guard.refused(str(rejected))
-                self._guard.check()
-            return False
+            return rejected
         self._stats.count_delivered(len(items))
-        self._guard.accepted(len(items))
-        return True
+        return None
 
     def _send_with_retries(self, items: list[dict]) -> None:
+        """The body is built once: every attempt sends the same bytes, so a retried deletion
+        can only name the users it named the first time."""
         body = self._client.body(items)
 
-        def attempt() -> None:
+        def attempt() -> Receipt | None:
             self._stats.count_request()
-            self._client.post(body)
+            return self._client.post(body)
 
-        call_with_retries(
+        receipt = call_with_retries(
             attempt,
             self._policy,
             self._clock,
             on_retry=self._on_retry,
             wait_turn=lambda: self._pacer.acquire(items),
         )
+        if receipt is not None:
+            self._stats.count_receipt(Accepted(receipt, len(items)))
 
     def _on_retry(self, error: HeapTransientError, delay: float) -> None:
         self._stats.count_retry(str(error))

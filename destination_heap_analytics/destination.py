@@ -22,7 +22,9 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from typing_extensions import override
 
+from destination_heap_analytics.activation import CatalogError
 from destination_heap_analytics.cli import (
     config_error,
     ends_cleanly,
@@ -37,9 +39,11 @@ from destination_heap_analytics.config_file import (
     read_catalog_file,
     read_config_file,
 )
-from destination_heap_analytics.connection_check import check_connection
-from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.connection_check import check_connection, check_deletion_key
+from destination_heap_analytics.destination_catalog import destination_catalog_line
+from destination_heap_analytics.input_reader import read_messages, stdin_lines
 from destination_heap_analytics.preview import run_preview
+from destination_heap_analytics.rejected_records import ObjectStorageError, check_object_storage
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
 from destination_heap_analytics.state_message import EmittedState, StateMessage
@@ -53,14 +57,21 @@ class DestinationHeapAnalytics(Destination):
     def __init__(self) -> None:
         self._input_stats = InputStats()
 
+    @override
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Never raises: the CDK does not turn an exception in check into a FAILED status."""
         try:
-            settings = parse_config(config)
+            settings = parse_config(config, require_mapping=False)  # the catalog may map
             if settings.dry_run:
                 return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=DRY_RUN_CHECK)
             logger.info(f"Checking Heap at {settings.base_url}")
             problem = check_connection(settings)
+            if problem is None and settings.api_key is not None:
+                logger.info("Checking the User Deletion API's key (api_key); nothing is deleted")
+                problem = check_deletion_key(settings)
+            if problem is None and settings.object_storage is not None:
+                logger.info("Checking the rejected-records bucket (object_storage_config)")
+                problem = check_object_storage(settings.object_storage)
         except ConfigError as error:
             problem = str(error)
         except Exception as error:  # a bug must still answer FAILED, without record data
@@ -69,6 +80,7 @@ class DestinationHeapAnalytics(Destination):
             return AirbyteConnectionStatus(status=Status.FAILED, message=problem)
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
+    @override
     def run(self, args: list[str]) -> None:
         """The CDK's run, except that states are printed as the lines they are (a state is no
         CDK model here, so nothing the platform sent is lost), SIGTERM stops a sync as Ctrl-C
@@ -78,8 +90,23 @@ class DestinationHeapAnalytics(Destination):
         if args[:1] == ["preview"]:
             raise SystemExit(run_preview(args[1:], sys.stdin.buffer, sys.stdout, sys.stderr))
         with ends_cleanly(logger), stop_on_sigterm():
+            if args[:1] == ["discover"]:
+                print(self.discover(discover_config_path(args[1:])))
+                return
             print_all(self.run_cmd(self.parse_args(args)))
 
+    def discover(self, config_path: str) -> str:
+        """The DESTINATION_CATALOG line of `discover --config C`, once the config is known to
+        be usable (a config_error otherwise, as for `write`)."""
+        try:
+            config = read_config_file(config_path)
+        except ConfigFileError as error:
+            raise config_error(str(error)) from None
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, config))
+        parse_config_or_fail(config)
+        return destination_catalog_line()
+
+    @override
     def run_cmd(self, parsed_args: argparse.Namespace) -> Iterable[AirbyteMessage]:
         """The CDK's run_cmd, except that this connector reads and validates the config.
 
@@ -112,9 +139,11 @@ class DestinationHeapAnalytics(Destination):
             )
             logger.info("Writing complete.")
 
+    @override
     def _parse_input_stream(self, input_stream: IO[bytes]) -> Iterable[AirbyteMessage]:  # type: ignore[override]
-        return read_messages(input_stream, self._input_stats, logger)
+        return read_messages(stdin_lines(input_stream), self._input_stats, logger)
 
+    @override
     def write(
         self,
         config: Mapping[str, Any],
@@ -124,13 +153,24 @@ class DestinationHeapAnalytics(Destination):
         """The CDK's write. States come in as the reader's `StateMessage` (or as CDK models,
         from Python callers) and go out as `EmittedState` lines, exactly as they came but for
         `destinationStats`; everything else is an `AirbyteMessage`."""
-        writer = HeapWriter.start(
-            parse_config_or_fail(config), configured_catalog, self._input_stats
-        )
+        try:
+            writer = HeapWriter.start(
+                parse_config_or_fail(config), configured_catalog, self._input_stats
+            )
+        except (ConfigError, CatalogError) as error:
+            raise config_error(str(error)) from None
         try:
             yield from writer.run(as_state_messages(input_messages))
         except Exception as error:
             raise as_traced_exception(error) from None
+
+
+def discover_config_path(args: list[str]) -> str:
+    """`discover --config C`: the command the CDK's parser does not know (it exits with
+    "invalid choice"), parsed with the same words."""
+    parser = argparse.ArgumentParser(prog="discover")
+    parser.add_argument("--config", required=True, help="path to the JSON configuration file")
+    return parser.parse_args(args).config
 
 
 def as_state_messages(messages: Iterable[Message]) -> Iterator[Message]:
@@ -174,8 +214,10 @@ DRY_RUN_CHECK = "Dry run: the configuration is valid; no preflight event was sen
 
 
 def parse_config_or_fail(config: Mapping[str, Any]) -> HeapConfig:
+    """The config as `write` and `discover` take it: a mapping may come from the catalog
+    (data activation), so only `HeapWriter.start` can tell that none is given."""
     try:
-        return parse_config(config)
+        return parse_config(config, require_mapping=False)
     except ConfigError as error:
         raise config_error(str(error)) from None
 
@@ -192,6 +234,8 @@ def as_traced_exception(error: Exception) -> AirbyteTracedException:
         return error
     if isinstance(error, HeapConfigurationError):
         return config_error(f"{error}. Check the '{error.field}' setting; nothing more was sent.")
+    if isinstance(error, ObjectStorageError):
+        return config_error(f"{error}. {RESUMES}")
     if isinstance(error, HeapRefusesMost):
         return config_error(f"{error}. Check the 'api' mapping and 'app_id'. {RESUMES}")
     if isinstance(error, RetriesExhausted):

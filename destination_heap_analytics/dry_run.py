@@ -18,8 +18,9 @@ from typing import Any
 
 from destination_heap_analytics.client import request_body
 from destination_heap_analytics.column_report import schema_paths
-from destination_heap_analytics.config import ColumnMapping
+from destination_heap_analytics.config import ApiType, ColumnMapping, Pacing
 from destination_heap_analytics.delivery import Batch, DeliveryStats
+from destination_heap_analytics.stats import RouteStats
 from destination_heap_analytics.transformer import ITEM_FIELD_NAMES
 
 SHAPES_SHOWN = 3
@@ -65,6 +66,47 @@ class PreviewSample:
                 heapq.heapreplace(kept, entry)
 
 
+NO_PACING = Pacing(per_app=None, per_identity=None)
+"""A dry run sends nothing, so it has nothing to pace; its batches keep the real sizes."""
+
+
+class DryRun:
+    """How batches leave in a dry run: nowhere. No HTTP client, no pacing, no state; each batch
+    is counted as the request it would have been (`DryRunDelivery`). The other way is
+    `routes.ToHeap`; `HeapWriter.start` chooses once."""
+
+    withholds_states = True
+
+    def __init__(self, app_id: str, preview: PreviewSample | None = None) -> None:
+        """`preview` collects the first items for the `preview` command."""
+        self._app_id = app_id
+        self._preview = preview
+
+    def client(self, api_type: ApiType, url: str, bulk_key: str | None) -> None:
+        return None
+
+    def pacing(self, pacing: Pacing) -> Pacing:
+        return NO_PACING
+
+    def delivery(
+        self,
+        mapping: ColumnMapping,
+        json_schema: object,
+        url: str,
+        bulk_key: str | None,
+        stats: RouteStats,
+    ) -> DryRunDelivery:
+        return DryRunDelivery(
+            stats.delivery,
+            url,
+            self._app_id if mapping.api_type.form.app_id_in_body else None,
+            bulk_key,
+            known_property_names(mapping, json_schema),
+            shapes=stats.shapes,
+            preview=self._preview,
+        )
+
+
 class DryRunDelivery:
     """In place of `BatchDelivery`: a batch is counted as the request it would have been."""
 
@@ -72,13 +114,14 @@ class DryRunDelivery:
         self,
         stats: DeliveryStats,
         endpoint: str,
-        app_id: str,
+        app_id: str | None,
         bulk_key: str | None,
         known_names: frozenset[str],
         shapes: list[str],
         preview: PreviewSample | None = None,
     ) -> None:
-        """`known_names`: property names the mapping or the catalog's schema gives (list
+        """`app_id` as the body carries it (None: not at all, the User Deletion API);
+        `known_names`: property names the mapping or the catalog's schema gives (list
         positions as 0), the only ones a shape may show; `shapes` receives the description of
         the route's first items."""
         self._known_names = known_names

@@ -14,11 +14,14 @@ surrogate becomes U+FFFD, counted.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
+import select
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
@@ -33,7 +36,7 @@ LOGGED_LINES = 10
 
 NOT_UTF8 = "not valid UTF-8"
 NOT_JSON = "not valid JSON"
-TOO_DEEP = "JSON nested too deeply to read"
+NESTED_TOO_DEEP_TO_READ = "JSON nested too deeply to read"
 NOT_A_MESSAGE = "not a valid Airbyte message"
 
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
@@ -42,6 +45,57 @@ _WIDE_RUN = b"0" * 19
 and looking for 19 of them in a row is a C-speed scan (a regex took 15 µs a line). A long run
 inside a string also sends the line to the slower exact path, for nothing: correct either way."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Idle:
+    """Stands in the message stream when stdin has said nothing for a while."""
+
+    type = None
+    """No message type: the writer recognises it before dispatching."""
+
+
+IDLE = Idle()
+IDLE_SECONDS = 0.5
+"""How long stdin may be silent before the writer gets an `IDLE`: a source that pauses (a slow
+API, a long query) must not keep acknowledged states or the progress line waiting."""
+READ_SIZE = 1 << 20
+
+
+def stdin_lines(stream: IO[bytes], idle_seconds: float = IDLE_SECONDS) -> Iterator[bytes | Idle]:
+    """stdin's lines, and an `IDLE` whenever it is silent for `idle_seconds`.
+
+    A blocking read would leave the writer unable to release a state whose batch Heap
+    acknowledged after the source's last line, until the source sends another; so the file
+    descriptor is read directly, after `select` says it has something. A stream without one (a
+    test's BytesIO) is read as it is. Lines of any length cost linear time: a line's pieces are
+    joined once it is complete.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        yield from stream
+        return
+    pieces: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], idle_seconds)
+        if not ready:
+            yield IDLE
+            continue
+        chunk = os.read(fd, READ_SIZE)
+        if not chunk:
+            break
+        newline = chunk.find(b"\n")
+        if newline < 0:
+            pieces.append(chunk)
+            continue
+        pieces.append(chunk[:newline])
+        yield b"".join(pieces)
+        lines = chunk[newline + 1 :].split(b"\n")
+        pieces = [lines.pop()]
+        yield from lines
+    tail = b"".join(pieces)
+    if tail:
+        yield tail
 
 
 class UnreadableLine(Exception):
@@ -53,16 +107,22 @@ class UnreadableLine(Exception):
 
 
 def read_messages(
-    lines: Iterable[bytes | str], stats: InputStats, logger: logging.Logger
-) -> Iterator[AirbyteMessage | StateMessage]:
-    """`lines` are stdin's raw lines (text lines are accepted too, and encoded back).
+    lines: Iterable[bytes | str | Idle], stats: InputStats, logger: logging.Logger
+) -> Iterator[AirbyteMessage | StateMessage | Idle]:
+    """`lines` are stdin's raw lines (text lines are accepted too, and encoded back); an `IDLE`
+    among them is passed on.
 
     A STATE line becomes a `StateMessage`, kept as the text it came as (state_message.py);
     every other message an `AirbyteMessage`. Runs once per line, so the common case (orjson, a
     complete RECORD) is written inline and the rare ones call out.
     """
     loads, load, record = orjson.loads, AirbyteMessageSerializer.load, Type.RECORD
-    for line_number, line in enumerate(lines, start=1):
+    line_number = 0
+    for line in lines:
+        if line is IDLE:
+            yield IDLE
+            continue
+        line_number += 1
         if line.__class__ is str:
             line = line.encode("utf-8", "surrogatepass")
         try:
@@ -137,7 +197,7 @@ def _parse_exactly(line: bytes, stats: InputStats) -> Any:
             text, parse_constant=_refuse_constant, parse_float=parse_float, parse_int=parse_int
         )
     except RecursionError:
-        raise UnreadableLine(TOO_DEEP) from None
+        raise UnreadableLine(NESTED_TOO_DEEP_TO_READ) from None
     except ValueError:  # JSONDecodeError, and the non-standard constants refused below
         raise UnreadableLine(NOT_JSON) from None
     if "\\u" in text:  # only an escape can make a surrogate: UTF-8 bytes cannot

@@ -7,9 +7,12 @@ filling, so memory does not grow with the input. Each batch gets a sequence numb
 passes the last batch submitted before it, which keeps states in input order and never early,
 without stopping the flow of records at each state.
 
-User and account properties are last-write-wins in Heap, so two batches that touch the same
-identity (or account) are never in flight together: the later one waits for the earlier one,
-retries included. Events need no such care; each carries its own timestamp.
+User and account properties are last-write-wins in Heap, so for each API type the records of one
+identity (or account) reach Heap in input order, across every stream that sends to it
+(`OrderingKeys`, shared by the loaders of that API type): two batches sharing a key are never in
+flight together (the later waits for the earlier, retries included), and a record whose key is
+in another stream's filling batch first sends that batch, so batches sharing a key are submitted
+in input order too. Events need no such care; each carries its own timestamp.
 """
 
 from __future__ import annotations
@@ -22,30 +25,58 @@ from destination_heap_analytics.delivery import Batch, ChunkTally
 from destination_heap_analytics.senders import SenderPool
 
 
+class OrderingKeys:
+    """The ordering keys of one API type's batches, shared by the loaders of every route that
+    sends to it: which loader's filling batch holds each key (changed on the main thread only),
+    and the keys of each batch in flight (changed under the pool's lock)."""
+
+    def __init__(self, key: Callable[[dict], str]) -> None:
+        self.key = key
+        self.filling: dict[str, BatchLoader] = {}
+        self.running: dict[Future, frozenset[str]] = {}
+
+    def conflict(self, keys: frozenset[str]) -> bool:
+        """Does a batch in flight share a key with these? (At most max_concurrent to check.)"""
+        return bool(keys) and any(not keys.isdisjoint(k) for k in self.running.values())
+
+    def start(self, batch: Future, keys: frozenset[str]) -> None:
+        if keys:
+            self.running[batch] = keys
+
+    def end(self, batch: Future) -> None:
+        self.running.pop(batch, None)
+
+
+_NO_ORDERING = OrderingKeys(str)
+"""For loaders without an ordering key: their batches have no keys, so nothing is kept."""
+
+
 class BatchLoader:
     def __init__(
         self,
         deliver: Callable[[Batch], None],
         batch_size: int,
         pool: SenderPool,
-        ordering_key: Callable[[dict], str] | None = None,
+        ordering: OrderingKeys | None = None,
         settled: Callable[[Batch], bool] = lambda batch: True,
     ) -> None:
-        """`deliver` runs in a sending thread and raises only fatal errors; batches sharing an
-        `ordering_key` value are delivered one after the other, in input order. A finished
-        batch counts as acknowledged only once `settled(batch)`, or at the end of the input."""
+        """`deliver` runs in a sending thread and raises only fatal errors; the records of one
+        `ordering` key are delivered one batch after the other, in input order, whichever
+        loader sharing `ordering` they came through. A finished batch counts as acknowledged
+        only once `settled(batch)`, or at the end of the input."""
         self._deliver = deliver
         self._batch_size = batch_size
         self._pool = pool
-        self._ordering_key = ordering_key
+        self._ordering = ordering
         self._settled = settled
+        if ordering is not None:
+            self.process_record = self._process_ordered_record  # type: ignore[method-assign]
         self._items: list[dict] = []
         self._rows: list[int] = []
         # Batches not yet acknowledged, oldest first (finished ones wait here for older ones).
         self._unacknowledged: deque[tuple[Batch, Future]] = deque()
         self._submitted_seq = 0
         self._acknowledged_seq = 0
-        self._keys_running: dict[Future, frozenset[str]] = {}  # under the pool's lock
         self.tally = ChunkTally()
         """The chunk the records being batched belong to (replaced at each state)."""
 
@@ -55,17 +86,30 @@ class BatchLoader:
         if len(self._items) >= self._batch_size:
             self.process_batch()
 
+    def _process_ordered_record(self, item: dict, row: int) -> None:
+        """`process_record` with an ordering key: another loader's filling batch holding the
+        key goes first, so that its earlier record reaches Heap first."""
+        ordering = self._ordering
+        key = ordering.key(item)
+        holder = ordering.filling.get(key)
+        if holder is not self:
+            if holder is not None:
+                holder.process_batch()
+            ordering.filling[key] = self
+        BatchLoader.process_record(self, item, row)
+
     def process_batch(self) -> None:
         """Hand the filling batch to a sending thread, waiting for a free one if all are busy."""
         if not self._items:
             return
-        keys = self._batch_keys()
+        keys = self._take_keys()
         batch = Batch(self._submitted_seq + 1, self._items, self._rows, self.tally)
+        ordering = self._ordering or _NO_ORDERING
         future = self._pool.submit(
             lambda: self._deliver(batch),
-            may_start=lambda: not self._conflict(keys),
-            on_start=lambda started: self._keys_running.__setitem__(started, keys),
-            on_end=lambda ended: self._keys_running.pop(ended, None),
+            may_start=lambda: not ordering.conflict(keys),
+            on_start=lambda started: ordering.start(started, keys),
+            on_end=ordering.end,
         )
         self._submitted_seq = batch.seq
         self._items, self._rows = [], []
@@ -85,9 +129,22 @@ class BatchLoader:
         self._advance()
         return self._acknowledged_seq
 
-    def settle_all(self) -> None:
-        """End of input with no fatal error: every finished batch is settled."""
-        self._pool.raise_fatal_error()
+    def sending_before(self, seq: int) -> bool:
+        """Is a batch up to `seq` still being sent (queued or in flight), rather than finished
+        and waiting for a refusal to settle? (Call after `acknowledged`.)"""
+        for batch, future in self._unacknowledged:
+            if batch.seq > seq:
+                return False
+            if not future.done():
+                return True
+        return False
+
+    def settle_all(self, raise_errors: bool = True) -> None:
+        """Every finished batch is settled: at the end of the input (raising the first fatal
+        error, if any), or when a sync stops for a reason other than Heap refusing most
+        records, whose refusals can then no longer be part of such a failure."""
+        if raise_errors:
+            self._pool.raise_fatal_error()
         self._advance(settle_all=True)
 
     def _advance(self, settle_all: bool = False) -> None:
@@ -104,10 +161,12 @@ class BatchLoader:
             batch.tally.refused += batch.refused
             self._acknowledged_seq = batch.seq
 
-    def _batch_keys(self) -> frozenset[str]:
-        key = self._ordering_key
-        return frozenset(key(item) for item in self._items) if key is not None else frozenset()
-
-    def _conflict(self, keys: frozenset[str]) -> bool:
-        """Does a running batch share a key with this one? (At most max_concurrent to check.)"""
-        return bool(keys) and any(not keys.isdisjoint(k) for k in self._keys_running.values())
+    def _take_keys(self) -> frozenset[str]:
+        """The filling batch's ordering keys, which it no longer holds once submitted."""
+        ordering = self._ordering
+        if ordering is None:
+            return frozenset()
+        keys = frozenset(map(ordering.key, self._items))
+        for key in keys:
+            del ordering.filling[key]
+        return keys

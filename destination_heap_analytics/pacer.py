@@ -81,6 +81,16 @@ class RollingWindow:
         self._total += count
 
 
+def paced_user(item: dict) -> str | tuple[str, object] | None:
+    """Whom Heap's per-identity limit counts an item against: its identity, else its user_id
+    (a tuple, so that it never equals an identity), else no one."""
+    identity = item.get("identity")
+    if identity is not None:
+        return identity
+    user_id = item.get("user_id")
+    return None if user_id is None else ("user_id", user_id)
+
+
 class IdentityWindows:
     """Every identity's items in the last `window` seconds, in fixed memory, never undercounted.
 
@@ -126,9 +136,12 @@ class IdentityWindows:
         """Index of the current bucket (time // bucket seconds)."""
 
     def cells(self, items: list[dict]) -> Cells:
-        """The identities of a request, as their counters and item counts (items with no
-        identity are not paced per identity)."""
-        counts = Counter([item["identity"] for item in items if "identity" in item])
+        """The users of a request, as their counters and item counts: an item's `identity`, or
+        its `user_id` (an event or an identify pair names its user either way, and Heap's limit
+        is per user); items with neither are not paced per user. A user_id is counted apart
+        from an identity of the same text, so the two never share a count on purpose."""
+        counts = Counter(map(paced_user, items))
+        counts.pop(None, None)
         mask, offset, shift = self._mask, self._row_offset, self._row_shift
         return [
             (hashed & mask, offset + (hashed >> shift & mask), count)

@@ -18,7 +18,9 @@ import logging
 from typing import IO
 
 import orjson
+from airbyte_cdk.models import Level, Type
 
+from destination_heap_analytics.activation import CatalogError
 from destination_heap_analytics.config import ConfigError, parse_config
 from destination_heap_analytics.config_file import (
     ConfigFileError,
@@ -26,35 +28,36 @@ from destination_heap_analytics.config_file import (
     read_config_file,
 )
 from destination_heap_analytics.dry_run import PreviewSample
-from destination_heap_analytics.input_reader import read_messages
+from destination_heap_analytics.input_reader import read_messages, stdin_lines
 from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.sync_log import dry_run_line, summary_line
 from destination_heap_analytics.writer import HeapWriter
 
 DEFAULT_LIMIT = 10
+SHOWN_LEVELS = frozenset({Level.WARN, Level.ERROR})
+"""The sync's own lines that preview shows on stderr: its warnings (a column the data never
+has, with its "Did you mean …?" hint); the counts come in the one summary line at the end."""
 
 
 def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
     """Exit code 0, or 1 with one line on stderr when the config or catalog cannot be used."""
     options = _parser().parse_args(args)
     _log_to(stderr)
-    try:
-        config = parse_config(read_config_file(options.config))
-        catalog = read_catalog_file(options.catalog)
-    except (ConfigError, ConfigFileError) as error:
-        print(f"preview: {error}", file=stderr)
-        return 1
     sample = PreviewSample(options.limit)
     input_stats = InputStats()
-    writer = HeapWriter.start(
-        dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
-    )
     try:
-        for message in read_messages(stdin, input_stats, logging.getLogger("airbyte")):
-            writer.process(message)
-        writer.finish()
-    finally:
-        writer.close()
+        config = parse_config(read_config_file(options.config), require_mapping=False)
+        catalog = read_catalog_file(options.catalog)
+        writer = HeapWriter.start(
+            dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
+        )
+    except (ConfigError, ConfigFileError, CatalogError) as error:
+        print(f"preview: {error}", file=stderr)
+        return 1
+    messages = read_messages(stdin_lines(stdin), input_stats, logging.getLogger("airbyte"))
+    for output in writer.run(messages):
+        if output.type == Type.LOG and output.log.level in SHOWN_LEVELS:
+            print(f"{output.log.level.value} {output.log.message}", file=stderr)
     for line in sample.lines():
         stdout.write(orjson.dumps(line).decode() + "\n")
     stats = writer.stats

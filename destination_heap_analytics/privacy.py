@@ -4,7 +4,7 @@ Our own messages never contain values. Heap's error messages are undocumented an
 part of the refused item: a value, a key (keys can be data too: a map keyed by email), a value cut
 in half, a value JSON-escaped (`caf\\u00e9`, `\\"`), or the whole item as JSON or as a Python or
 Java repr. Searching the text for the item's values cannot catch all of these forms, so no part
-of Heap's text is ever shown as it came. `describe` rebuilds it from a fixed vocabulary instead:
+of Heap's text is ever shown as it came. `sanitise` rebuilds it from a fixed vocabulary instead:
 the words of Heap's field names and of validation rules, plus Heap's documented limits (the only
 numbers kept). Every other token is dropped. Whatever Heap sends, a description is made of those
 words only, so it cannot carry a record's contents; at most it shows that a value contained one
@@ -80,7 +80,7 @@ _TOKEN = re.compile(r"\w+")
 """Word characters in any script: `café` is one token (not in the vocabulary), not `caf`."""
 
 
-def describe(text: str) -> str:
+def sanitise(text: str) -> str:
     """The words of `text` that are in the vocabulary, in order, repeats collapsed, bounded.
 
     The result is built only from `VOCABULARY` values, single spaces and `CUT_MARK`, or is

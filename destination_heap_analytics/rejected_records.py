@@ -419,6 +419,18 @@ def _joined(*parts: str) -> str:
 # --- Lines --------------------------------------------------------------------------------------
 
 
+def invalid_reason(reason: str) -> dict[str, str]:
+    """The `reason` of a record the connector found invalid: the column and the rule it broke,
+    as the sync log words them (`email is missing or null`)."""
+    return {"kind": "invalid", "reason": reason}
+
+
+def refused_reason(status: int, message: str) -> dict[str, Any]:
+    """The `reason` of a record Heap refused: its status and its message, as the log shows it
+    (`privacy.sanitise`'s words: Heap's own text is never copied, not even here)."""
+    return {"kind": "refused", "status": status, "message": message}
+
+
 def encode_line(
     namespace: str | None,
     stream: str,
@@ -628,12 +640,18 @@ class RejectedRecords:
         """A new part of a stream, with the stream's next part number."""
         number = self._next_part_number.get(name, 0)
         self._next_part_number[name] = number + 1
-        namespace, stream = name
-        folder = _joined(self._run_prefix, key_segment(namespace), key_segment(stream))
+        folder = self._folder(*name)
         part = self._open[name] = _Part(
             f"{folder}/{file_name(self._started_at, number, self._storage.gzip)}"
         )
         return part
+
+    def folder(self, namespace: str | None, stream: str) -> str:
+        """Where a stream's rejected records go, `s3://bucket/…/<namespace>/<stream>/`."""
+        return f"s3://{self._storage.bucket_name}/{self._folder(namespace, stream)}/"
+
+    def _folder(self, namespace: str | None, stream: str) -> str:
+        return _joined(self._run_prefix, key_segment(namespace), key_segment(stream))
 
     def _full_part(self, name: tuple[str | None, str], line_bytes: int) -> _Part | None:
         """The stream's open part, sealed, when the next line would take it past the part size

@@ -4,6 +4,11 @@
 streams, so the pool is one object that every route's loader submits to. Everything that the
 sending threads and the main thread share (the running count, the first fatal error, and what a
 loader keeps about its own running batches) changes under the pool's one condition.
+
+The pool also knows which callers are blocked in `wait_until` on what they last saw, so a test
+can wait until a submitting thread is really held back (by the cap, or by an ordering key in
+flight) and only then assert that its batch has not started, rather than watching for a while
+(`wait_for_blocked_callers`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ class SenderPool:
         self._size = size
         self._clock = clock
         self._executor = DaemonThreads(size, "heap-send")
-        self._changed = threading.Condition()
+        lock = threading.RLock()
+        self._changed = threading.Condition(lock)
+        self._blocked: set[object] = set()
+        """Callers of `wait_until` waiting with nothing changed since they found it not ready
+        (emptied at each change)."""
+        self._blocked_changed = threading.Condition(lock)
+        """Only `wait_for_blocked_callers` waits on this one, so counting a blocked caller never
+        wakes the callers blocked in `wait_until`."""
         self._running = 0
         self._fatal: BaseException | None = None
         self._while_waiting = while_waiting
@@ -69,6 +81,7 @@ class SenderPool:
                 if self._fatal is None and not done.cancelled() and done.exception() is not None:
                     self._fatal = done.exception()
                 self._batches_ended = True
+                self._blocked.clear()
                 self._changed.notify_all()
 
         future.add_done_callback(ended)
@@ -81,7 +94,7 @@ class SenderPool:
             with self._changed:
                 timed_out = False
                 if self._fatal is None and not ready():
-                    timed_out = not self._changed.wait(WAIT_REPORT_SECONDS)
+                    timed_out = not self._wait_blocked()
                 fatal, now_ready = self._fatal, ready()
             if fatal is not None:
                 raise fatal
@@ -89,6 +102,29 @@ class SenderPool:
                 return
             if timed_out:
                 self._while_waiting()
+
+    def _wait_blocked(self) -> bool:
+        """Wait (holding the lock) for a change, as a blocked caller until one comes; False if
+        none came within WAIT_REPORT_SECONDS."""
+        caller = object()
+        self._blocked.add(caller)
+        self._blocked_changed.notify_all()
+        try:
+            return self._changed.wait(WAIT_REPORT_SECONDS)
+        finally:
+            self._blocked.discard(caller)
+
+    def wait_for_blocked_callers(self, count: int, timeout: float) -> bool:
+        """Block until `count` callers of `wait_until` are blocked, each having found its
+        condition false since the last batch ended (so a submitting thread's batch has not
+        started); False if `timeout` passes first. For tests: "not yet" proven by an event."""
+        with self._blocked_changed:
+            return self._blocked_changed.wait_for(lambda: len(self._blocked) >= count, timeout)
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """The first fatal error of any batch, if one failed."""
+        return self._fatal
 
     def raise_fatal_error(self) -> None:
         """A failed batch ends the sync as soon as it is seen, not when its turn comes."""

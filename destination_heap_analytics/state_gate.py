@@ -1,12 +1,15 @@
 """States go back to Airbyte only when Heap has acknowledged every record before them.
 
 A STREAM state waits for the records of its own stream; a GLOBAL or legacy state waits for the
-records of every stream. Order is kept where the platform needs it: the states of one stream
-leave in input order, and a GLOBAL or legacy state never overtakes, nor is overtaken by, any
-other state. STREAM states of different streams may leave in another order than they came: the
-platform tracks states per stream (its `StreamStatsTracker` and `StreamStateAggregator`), as it
-does for Airbyte's own asynchronous destinations, so a stream that is waiting on a slow batch
-does not hold back the checkpoints of the others.
+records of every stream. States leave in input order, with one exception: a STREAM state may
+overtake the states of another stream that wait for a refusal to settle (its records are all
+answered, but a refusal among them could still turn out to be the start of a sync Heap mostly
+refuses, which can take a thousand more records of any stream to tell). The states of one stream
+always keep their order, and a GLOBAL or legacy state never overtakes, nor is overtaken by, any
+other state. The exception is safe because the platform tracks states per stream (its
+`StreamStatsTracker` and `StreamStateAggregator`), as it does for Airbyte's own asynchronous
+destinations; keeping input order otherwise keeps the output as 0.3.0 gave it while batches are
+merely in flight.
 
 Each state reports its chunk in `destinationStats`: the records that reached the destination
 for it since the previous state of the same scope, split into loaded (or deliberately ignored)
@@ -50,6 +53,10 @@ class HeldState:
     def ready(self, raise_errors: bool) -> bool:
         return all(loader.acknowledged(raise_errors) >= seq for loader, seq in self.waits)
 
+    def sending(self) -> bool:
+        """Does it wait for a batch still being sent (not only for a refusal to settle)?"""
+        return any(loader.sending_before(seq) for loader, seq in self.waits)
+
 
 class StateGate:
     def __init__(self, withhold: bool = False) -> None:
@@ -69,11 +76,12 @@ class StateGate:
             return
         self._held.append(held)
 
-    def release(self, raise_errors: bool = True) -> list[EmittedState]:
+    def release(self, ending: bool = False) -> list[EmittedState]:
         """The lines of the states whose records are all acknowledged, in input order among
         those that may leave (see the module docstring). Raises the first fatal error of any
-        batch unless `raise_errors` is False (the sync is ending on that error, and the states
-        that are ready must still go out)."""
+        batch, unless the sync is `ending` (on that error, or on a signal): then every state
+        whose records are acknowledged goes out, past the states of other streams whose
+        batches will never finish, since acknowledged progress must not be thrown away."""
         released: list[EmittedState] = []
         waiting: list[HeldState] = []
         blocked: set[object] = set()
@@ -81,10 +89,12 @@ class StateGate:
             if EVERY_STREAM in blocked or (held.key is EVERY_STREAM and waiting):
                 waiting.append(held)
                 blocked.add(EVERY_STREAM)
-            elif held.key in blocked or not held.ready(raise_errors):
+            elif held.key not in blocked and held.ready(raise_errors=not ending):
+                released.append(held.state.emitted(destination_stats(held.tallies)))
+            else:
                 waiting.append(held)
                 blocked.add(held.key)
-            else:
-                released.append(held.state.emitted(destination_stats(held.tallies)))
+                if held.key is EVERY_STREAM or (held.sending() and not ending):
+                    blocked.add(EVERY_STREAM)  # only a settling refusal may be overtaken
         self._held = waiting
         return released

@@ -9,10 +9,11 @@ stream, or a staging stream could be loaded with production's mapping. Every mat
   (namespace, name). Otherwise, as some platforms rewrite namespaces (or leave them out of
   states), it is the catalog's one stream of that name; when the catalog has none or several of
   that name, it is no catalog stream at all.
-- A catalog stream's mapping is the `streams` entry of the same name and namespace, else the
-  entry of that name without a namespace, else an entry of that name whose namespace the catalog
-  does not have at all (a rewritten namespace), provided this is the catalog's only stream of
-  that name; else the top-level `api`; else none.
+- A catalog stream's mapping is the one its catalog entry names (`destination_object_name`, data
+  activation: activation.py). Otherwise it is the `streams` entry of the same name and
+  namespace, else the entry of that name without a namespace, else an entry of that name whose
+  namespace the catalog does not have at all (a rewritten namespace), provided this is the
+  catalog's only stream of that name; else the top-level `api`; else none.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Mapping
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 
+from destination_heap_analytics.activation import activated_stream
+from destination_heap_analytics.activation import mapping_of as activated_mapping
 from destination_heap_analytics.config import ColumnMapping, HeapConfig, StreamId
 
 
@@ -32,8 +35,11 @@ def stream_label(stream: StreamId) -> str:
 
 class StreamMatcher:
     def __init__(self, catalog: ConfiguredAirbyteCatalog, config: HeapConfig) -> None:
+        """Raises ConfigError or activation.CatalogError when a stream's mapping cannot be
+        built (data activation: the catalog names one of Heap's objects)."""
+        self._configured = {(s.stream.namespace, s.stream.name): s for s in catalog.streams}
         self.schemas: Mapping[StreamId, object] = {
-            (s.stream.namespace, s.stream.name): s.stream.json_schema for s in catalog.streams
+            stream: configured.stream.json_schema for stream, configured in self._configured.items()
         }
         self._by_name: dict[str, list[StreamId]] = {}
         for stream in self.schemas:
@@ -64,7 +70,14 @@ class StreamMatcher:
             if id(entry.mapping) not in claimed
         ]
 
+    def has_mappings(self) -> bool:
+        """Does any catalog stream have a mapping (from the config or the catalog)?"""
+        return any(mapping is not None for mapping in self._mappings.values())
+
     def _mapping_of(self, stream: StreamId) -> ColumnMapping | None:
+        configured = self._configured[stream]
+        if activated_stream(configured):
+            return activated_mapping(configured, self._config)
         namespace, name = stream
         named = [entry for entry in self._config.stream_mappings if entry.stream == name]
         for entry in named:

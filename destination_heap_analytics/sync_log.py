@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from typing import Protocol
 
 from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
 from destination_heap_analytics import heap_limits
-from destination_heap_analytics.delivery import Rejection
+from destination_heap_analytics.config import ApiType
+from destination_heap_analytics.delivery import Accepted, Rejection
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.stats import RouteStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock
@@ -24,6 +26,9 @@ logger = logging.getLogger("airbyte")
 PROGRESS_INTERVAL_SECONDS = 10.0
 LOGGED_ROWS_PER_REASON = 10
 """Rows logged individually per skip reason; the rest are counted in the summary."""
+
+TRUNCATED_VALUES = f"values truncated to {heap_limits.MAX_PROPERTY_LENGTH} characters"
+"""How the summary and a dry run name the count of values cut to Heap's length."""
 
 
 class SyncLog:
@@ -61,6 +66,25 @@ class SyncLog:
         for rejection in rejections:
             reason = f"HTTP {rejection.status}: {rejection.message}"
             self._row(f"Row {rejection.row} rejected by Heap ({reason}).", reason)
+
+    def deletions_accepted(self, stream: str, accepted: Iterable[Accepted]) -> None:
+        """Every deletion request Heap accepted, with its id and size, so that a privacy team
+        can prove it was made (the id is Heap's, not personal data; client.py checks its
+        form)."""
+        for done in accepted:
+            request_id = done.receipt.deletion_request_id
+            if request_id is None:
+                text = (
+                    f"Heap accepted a deletion request of {done.items} users of stream "
+                    f"'{stream}'; its answer carried no deletion_request_id in the expected "
+                    "form, so none is logged."
+                )
+            else:
+                text = (
+                    f"Heap accepted deletion request {request_id} of {done.items} users of "
+                    f"stream '{stream}'."
+                )
+            self.log(Level.INFO, text)
 
     def _row(self, text: str, reason: str) -> None:
         self._logged_reasons[reason] += 1
@@ -108,27 +132,75 @@ class SyncLog:
     def dry_run_started(self) -> None:
         self.log(Level.INFO, f"Dry run: {DRY_RUN_PROMISE}.")
 
-    def summary(self, paced_seconds: float, states_withheld: int = 0) -> list[AirbyteMessage]:
+    def summary(
+        self, paced_seconds: float, states_withheld: int = 0, rejected: StoredCounts | None = None
+    ) -> list[AirbyteMessage]:
+        """`rejected`: the bucket's counts, when rejected records are stored."""
         stats = self._stats
         lines = [totals_line(stats), summary_line(stats, paced_seconds, self._clock.now())]
         if self._dry_run:
             lines += [dry_run_stream_line(route) for route in stats.routes]
             lines += [
                 dry_run_line(stats),
+                dry_run_rejections_line(stats),
                 f"Dry run complete: {DRY_RUN_PROMISE} ({states_withheld} states withheld).",
             ]
         elif len(stats.routes) > 1:
-            lines += [stream_line(route) for route in stats.routes]
+            lines += [stream_line(route, rejected) for route in stats.routes]
+        deleting = [r for r in stats.routes if r.api_type is ApiType.DELETE_USERS]
+        if deleting and not self._dry_run:
+            lines.append(deletions_line(deleting))
+        if rejected is not None:
+            lines.append(stored_line(rejected))
         return [log_message(Level.INFO, line) for line in lines]
 
+    def rejected_records_go_to(self, prefix: str) -> None:
+        self.log(Level.INFO, f"Rejected records are stored under {prefix}")
 
-TRUNCATED = f"values truncated to {heap_limits.MAX_PROPERTY_LENGTH} characters"
-"""What the summaries call the strings cut to Heap's limit on a property value."""
 
 DRY_RUN_PROMISE = (
     "records are read, checked and transformed as in a real sync, but nothing is sent to Heap "
     "and no state is emitted, so the next real sync starts from the same place"
 )
+
+
+class StoredCounts(Protocol):
+    """What the summary reads of the rejected-records bucket."""
+
+    stored: int
+    objects: int
+
+    def prefix(self) -> str: ...
+
+    def folder(self, namespace: str | None, stream: str) -> str: ...
+
+
+def stored_line(rejected: StoredCounts) -> str:
+    """Where the records that did not reach Heap went, and how many are there."""
+    return (
+        f"Rejected records stored: {rejected.stored} records in {rejected.objects} objects "
+        f"under {rejected.prefix()}"
+    )
+
+
+def dry_run_rejections_line(stats: SyncStats) -> str:
+    """A dry run knows the records its own rules refuse; what Heap would refuse only a real
+    sync can tell."""
+    return (
+        f"Dry run: {stats.invalid.total()} records would be rejected by the connector's own "
+        "rules (and stored in the rejected-records bucket, when one is configured); records "
+        "Heap itself refuses are known only in a real sync."
+    )
+
+
+def deletions_line(routes: list[RouteStats]) -> str:
+    """What Heap accepted to delete; each request's id is in its own line of the log."""
+    users = sum(route.delivery.delivered for route in routes)
+    requests = sum(route.delivery.receipts for route in routes)
+    return (
+        f"Deletions: Heap accepted {requests} deletion requests for {users} users (each "
+        "request's deletion_request_id is logged above)."
+    )
 
 
 def dry_run_line(stats: SyncStats) -> str:
@@ -138,10 +210,13 @@ def dry_run_line(stats: SyncStats) -> str:
 def dry_run_stream_line(route: RouteStats) -> str:
     """What one stream would have sent: counts, and the shape of its first items."""
     delivery, transform = route.delivery, route.transform
+    would = "delete" if route.api_type is ApiType.DELETE_USERS else "load"
+    noun = "users" if route.api_type is ApiType.DELETE_USERS else "items"
     line = (
         f"Dry run, stream '{route.name}' ({route.api_type.value}): {route.records} records, "
-        f"would load {delivery.planned_items} items in {delivery.planned_requests} requests; "
-        f"invalid {with_reasons(route.invalid)}; {TRUNCATED}: "
+        f"would {would} {delivery.planned_items} {noun} in {delivery.planned_requests} "
+        "requests; "
+        f"invalid {with_reasons(route.invalid)}; {TRUNCATED_VALUES}: "
         f"{transform.truncated_values}; properties dropped: "
         f"{with_reasons(Counter(transform.dropped_properties))}."
     )
@@ -169,7 +244,7 @@ def summary_line(stats: SyncStats, paced_seconds: float, now: float) -> str:
     parts += [
         f"unparseable input lines skipped: {with_reasons(stats.input.skipped_lines)}",
         f"lone surrogates replaced by U+FFFD: {stats.input.repaired_lines} lines",
-        f"{TRUNCATED}: {stats.truncated_values}",
+        f"{TRUNCATED_VALUES}: {stats.truncated_values}",
         f"properties dropped: {with_reasons(stats.dropped_properties)}",
         f"requests: {stats.requests}",
         f"retries: {with_reasons(stats.retry_reasons)}",
@@ -180,14 +255,18 @@ def summary_line(stats: SyncStats, paced_seconds: float, now: float) -> str:
     return "Sync summary: " + "; ".join(parts) + "."
 
 
-def stream_line(route: RouteStats) -> str:
-    """One stream's share of the summary, when a sync has several."""
-    return (
+def stream_line(route: RouteStats, rejected: StoredCounts | None = None) -> str:
+    """One stream's share of the summary, when a sync has several; with the bucket's folder of
+    its rejected records, when it has some and a bucket is configured."""
+    line = (
         f"Stream '{route.name}' ({route.api_type.value}): {route.records} records, "
         f"{route.delivery.delivered} loaded, invalid {with_reasons(route.invalid)}, "
         f"rejected {with_reasons(route.delivery.rejected)}, "
         f"{route.delivery.requests} requests."
     )
+    if rejected is not None and (route.invalid or route.delivery.rejected):
+        line += f" Its rejected records are under {rejected.folder(*route.stream)}"
+    return line
 
 
 def progress_line(stats: SyncStats, in_flight: int, now: float) -> str:

@@ -454,6 +454,39 @@ def number_as_text(value: Any) -> str | None:
 
 NUMBER_TYPES = (int, float, RawNumber)
 
+MAX_USER_ID = heap_limits.MAX_USER_ID
+USER_ID_DIGITS = len(str(MAX_USER_ID))
+NOT_A_USER_ID = "is not a user_id (an integer from 0 to 2^53-1, as a number or its digits)"
+
+
+def user_id_text(value: Any, column: str) -> str:
+    """Heap's `user_id`, "the string form of an integer from 0 to 2^53-1", in its canonical
+    decimal form (`"0042"` and `42` and `42.0` are all `"42"`): from text of ASCII digits
+    alone, an integer, or a float that is integral (every float up to 2^53-1 that is integral
+    holds its integer exactly). Anything else makes the record invalid: a sign, a fraction, an
+    exponent or a space in text, a number out of range, a boolean, a number beyond a double's
+    range (`RawNumber`)."""
+    kind = type(value)
+    if kind is str:
+        if value.isascii() and value.isdigit():
+            digits = value.lstrip("0") or "0"
+            if len(digits) <= USER_ID_DIGITS and int(digits) <= MAX_USER_ID:
+                return digits
+    elif kind is int:
+        if 0 <= value <= MAX_USER_ID:
+            return str(value)
+    elif kind is float:
+        if value.is_integer() and 0 <= value <= MAX_USER_ID:
+            return str(int(value))
+    elif value is None:
+        raise InvalidRecord(f"{column} is missing or null")
+    raise InvalidRecord(f"{column} {NOT_A_USER_ID}")
+
+
+def user_id_number(value: Any, column: str) -> int:
+    """The same rule for the User Deletion API, which takes the user_id as a JSON integer."""
+    return int(user_id_text(value, column))
+
 
 def required_text(value: Any, column: str, max_length: int | None) -> str:
     """Identity, account id, event name, a key column: a string, or a number written exactly
@@ -559,11 +592,18 @@ def _parse_date_text(text: str) -> str | None:
 
 def read_timestamp(value: Any, column: str | None, now: Callable[[], str]) -> str:
     """The event's time: a date-time in the one UTC form, `now()` when the value is empty."""
+    found = optional_timestamp(value, column)
+    return now() if found is None else found
+
+
+def optional_timestamp(value: Any, column: str | None) -> str | None:
+    """A date-time in the one UTC form; None when the value is empty (identify then sends no
+    timestamp, and Heap takes the time of the call)."""
     normalised = normalise_timestamp(value)
     if normalised is not None:
         return normalised
     if value is None or (type(value) is str and not value.strip()):
-        return now()
+        return None
     raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")
 
 
@@ -596,6 +636,9 @@ class Fill(Enum):
 
     TEXT = "the column's value as text (`required_text`)"
     TIMESTAMP = "the column's value as a point in time (`read_timestamp`)"
+    OPTIONAL_TIMESTAMP = "a point in time, the field left out when empty (`optional_timestamp`)"
+    USER_ID_TEXT = "the column's value as Heap's user_id, in decimal text (`user_id_text`)"
+    USER_ID_NUMBER = "the column's value as Heap's user_id, a JSON integer (`user_id_number`)"
     PROPERTIES = "the property columns, or every leaf for `*` (`put_value`, `flatten_value`)"
 
 
@@ -606,6 +649,8 @@ class Unset(Enum):
     EVENT_NAME = "the mapping's constant `event_name`"
     NOW = "the time of loading"
     RECORD_HASH = "a hash of the record and its stream (`record_hash`)"
+    OMITTED = "nothing: the field is left out of the item"
+    INSTEAD = "the field's `instead` (an event's user: its user_id, else its identity)"
 
 
 @dataclass(frozen=True)
@@ -619,6 +664,25 @@ class ItemField:
     max_length: int | None = None
     """The longest text Heap documents for the field; None where it documents none."""
     unset: Unset = Unset.REQUIRED
+    instead: ItemField | None = None
+    """With `Unset.INSTEAD`: the field sent in this one's place (Heap takes either, not both,
+    and the config requires exactly one of the two columns)."""
+
+    @property
+    def may_be_left_out(self) -> bool:
+        """Whether an item can lack the field even when the mapping names its column."""
+        return self.fill is Fill.OPTIONAL_TIMESTAMP
+
+    def chosen(self, mapping: ColumnMapping) -> ItemField | None:
+        """The field a mapping's items carry in this one's place; None when they lack it."""
+        if self.column is None or getattr(mapping, self.column) is not None:
+            return self
+        if self.unset is Unset.INSTEAD:
+            assert self.instead is not None
+            return self.instead.chosen(mapping)
+        if self.unset is Unset.OMITTED:
+            return None
+        return self
 
 
 @dataclass(frozen=True)
@@ -629,18 +693,43 @@ class ItemShape:
     fields: tuple[ItemField, ...]
     reserved_id: bool = False
 
+    def __post_init__(self) -> None:
+        """A field that may be left out comes after every field that may not, so the items of
+        one mapping have one order whichever fields they carry."""
+        optional = [item_field.may_be_left_out for item_field in self.fields]
+        assert optional == sorted(optional), "fields that may be left out come last"
+
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(item_field.name for item_field in self.fields)
+        """Every key an item of this API type may have, alternatives included."""
+        names: list[str] = []
+        for item_field in self.fields:
+            current: ItemField | None = item_field
+            while current is not None:
+                names.append(current.name)
+                current = current.instead
+        return tuple(names)
+
+    def fields_for(self, mapping: ColumnMapping) -> tuple[ItemField, ...]:
+        """The fields a mapping's items carry, in order."""
+        chosen = (item_field.chosen(mapping) for item_field in self.fields)
+        return tuple(item_field for item_field in chosen if item_field is not None)
 
 
 IDENTITY = ItemField("identity", Fill.TEXT, "identity_column", heap_limits.MAX_IDENTITY_LENGTH)
 PROPERTIES = ItemField("properties", Fill.PROPERTIES)
+USER_ID_TEXT = ItemField("user_id", Fill.USER_ID_TEXT, "user_id_column")
+EVENT_USER = ItemField(
+    "user_id", Fill.USER_ID_TEXT, "user_id_column", unset=Unset.INSTEAD, instead=IDENTITY
+)
+DELETED_USER = ItemField(
+    "user_id", Fill.USER_ID_NUMBER, "user_id_column", unset=Unset.INSTEAD, instead=IDENTITY
+)
 
 ITEM_SHAPES: dict[ApiType, ItemShape] = {
     ApiType.TRACK: ItemShape(
         (
-            IDENTITY,
+            EVENT_USER,
             ItemField(
                 "event",
                 Fill.TEXT,
@@ -659,6 +748,16 @@ ITEM_SHAPES: dict[ApiType, ItemShape] = {
     ApiType.ADD_ACCOUNT_PROPERTIES: ItemShape(
         (ItemField("account_id", Fill.TEXT, "account_id_column"), PROPERTIES)
     ),
+    ApiType.IDENTIFY: ItemShape(
+        (
+            IDENTITY,
+            USER_ID_TEXT,
+            ItemField(
+                "timestamp", Fill.OPTIONAL_TIMESTAMP, "timestamp_column", unset=Unset.OMITTED
+            ),
+        )
+    ),
+    ApiType.DELETE_USERS: ItemShape((DELETED_USER,)),
 }
 """Every API type's item, stated once: the transform is compiled from it, and a dry run's
 description of an item names only its fields."""
@@ -695,19 +794,30 @@ class RecordTransformer:
 def compile_transform(
     mapping: ColumnMapping, stats: TransformStats, now: Callable[[], str]
 ) -> Transform:
-    """The mapping's transform: one reader per field of its API type's `ItemShape`, each a
-    closure over what the mapping fixes (getters, names, limits), so a record costs the rule
-    functions' own work and little else (figures in docs/performance.md)."""
+    """The mapping's transform: one reader per field its items carry (`ItemShape.fields_for`),
+    each a closure over what the mapping fixes (getters, names, limits), so a record costs the
+    rule functions' own work and little else (figures in docs/performance.md)."""
     shape = ITEM_SHAPES[mapping.api_type]
-    readers = tuple(
+    fields = shape.fields_for(mapping)
+    always = tuple(
         (item_field.name, compile_field(item_field, shape, mapping, stats, now))
-        for item_field in shape.fields
+        for item_field in fields
+        if not item_field.may_be_left_out
+    )
+    optional = tuple(
+        (item_field.name, compile_field(item_field, shape, mapping, stats, now))
+        for item_field in fields
+        if item_field.may_be_left_out
     )
 
     def transform(data: dict, stream_key: bytes = b"") -> HeapItem:
         item = {}
-        for name, read in readers:
+        for name, read in always:
             item[name] = read(data, stream_key)
+        for name, read in optional:  # last, as `ItemShape` keeps them
+            value = read(data, stream_key)
+            if value is not None:
+                item[name] = value
         return item
 
     return transform
@@ -722,16 +832,23 @@ def compile_field(
 ) -> Reader:
     """The reader of one field: the field's rule applied to the value of its column, or what
     the field holds when the mapping names no column (`Unset`)."""
-    if item_field.fill is Fill.PROPERTIES:
+    fill = item_field.fill
+    if fill is Fill.PROPERTIES:
         return compile_properties(mapping, shape.reserved_id, stats)
     assert item_field.column is not None
     column: ColumnPath | None = getattr(mapping, item_field.column)
     if column is None:
         return compile_unset(item_field, mapping, now)
     get, name, limit = compile_getter(column), column.name, item_field.max_length
-    if item_field.fill is Fill.TEXT:
+    if fill is Fill.TEXT:
         return lambda data, _stream: required_text(get(data), name, limit)
-    return lambda data, _stream: read_timestamp(get(data), name, now)
+    if fill is Fill.TIMESTAMP:
+        return lambda data, _stream: read_timestamp(get(data), name, now)
+    if fill is Fill.OPTIONAL_TIMESTAMP:
+        return lambda data, _stream: optional_timestamp(get(data), name)
+    if fill is Fill.USER_ID_TEXT:
+        return lambda data, _stream: user_id_text(get(data), name)
+    return lambda data, _stream: user_id_number(get(data), name)
 
 
 def compile_unset(item_field: ItemField, mapping: ColumnMapping, now: Callable[[], str]) -> Reader:

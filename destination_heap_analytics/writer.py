@@ -13,11 +13,19 @@ from collections.abc import Callable, Iterable, Iterator
 
 from airbyte_cdk.models import AirbyteMessage, ConfiguredAirbyteCatalog, Type
 
-from destination_heap_analytics.client import HeapClient
-from destination_heap_analytics.config import HeapConfig, StreamId
+from destination_heap_analytics.client import HeapClient, UserDeletionClient
+from destination_heap_analytics.config import HeapConfig, StreamId, no_mapping_error
 from destination_heap_analytics.delivery import ChunkTally
-from destination_heap_analytics.dry_run import PreviewSample
-from destination_heap_analytics.routes import Ignored, Route, Routes
+from destination_heap_analytics.dry_run import DryRun, PreviewSample
+from destination_heap_analytics.input_reader import IDLE, Idle
+from destination_heap_analytics.rejected_records import (
+    ObjectStorageError,
+    RejectedRecords,
+    invalid_reason,
+)
+from destination_heap_analytics.rejection_guard import HeapRefusesMost
+from destination_heap_analytics.retry import RetryPolicy
+from destination_heap_analytics.routes import Ignored, Route, Routes, ToHeap
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_gate import EVERY_STREAM, HeldState, StateGate
 from destination_heap_analytics.state_message import EmittedState, StateKind, StateMessage
@@ -31,8 +39,14 @@ STATE = Type.STATE
 PROGRESS_CHECK_EVERY = 1024
 """Records between clock reads for the progress line."""
 
-Message = AirbyteMessage | StateMessage
+Message = AirbyteMessage | StateMessage | Idle
 Output = AirbyteMessage | EmittedState
+
+
+def catalog_sync_id(catalog: ConfiguredAirbyteCatalog) -> int | None:
+    """The job id the platform puts on every stream of the catalog (for destinations that
+    declare `supportsRefreshes`); None when run by hand or through PyAirbyte."""
+    return next((s.sync_id for s in catalog.streams if s.sync_id is not None), None)
 
 
 class _Stream:
@@ -62,8 +76,11 @@ class HeapWriter:
         log: SyncLog,
         output: list[Output],
         gate: StateGate,
+        rejected: RejectedRecords | None = None,
     ) -> None:
-        """`output` is where the log writes its lines; states join them there, in order."""
+        """`output` is where the log writes its lines; states join them there, in order.
+        `rejected` is the user's bucket for the records that do not reach Heap, if any."""
+        self._rejected = rejected
         self.output = output
         self._routes = routes
         self._streams = routes.streams
@@ -84,10 +101,15 @@ class HeapWriter:
         clock: Clock | None = None,
         client_factory: Callable[..., HeapClient] = HeapClient,
         preview: PreviewSample | None = None,
+        storage_client: object = None,
+        deletion_client_factory: Callable[..., HeapClient] = UserDeletionClient,
     ) -> HeapWriter:
-        """Wire one sync together: the clock, the shared senders, the routes, the log. A dry
-        run (`config.dry_run`) sends nothing and emits no state; `preview` collects its first
-        items for the `preview` command."""
+        """Wire one sync together: the clock, the shared senders, the routes, the log, the
+        rejected-records bucket. A dry run (`config.dry_run`) sends nothing, stores nothing and
+        emits no state; `preview` collects its first items for the `preview` command;
+        `storage_client` replaces the bucket's S3 client, the factories Heap's (tests).
+        Raises ConfigError (or activation.CatalogError) when the config and the catalog give
+        no usable mapping."""
         clock = clock or SyncClock()
         stats = SyncStats(input_stats, started=clock.now())
         output: list[Output] = []
@@ -97,8 +119,26 @@ class HeapWriter:
             clock,
             while_waiting=lambda: log.progress_while_blocked(pool.in_flight),
         )
-        routes = Routes(config, catalog, clock, pool, client_factory, preview)
-        writer = cls(routes, pool, stats, log, output, StateGate(withhold=config.dry_run))
+        rejected = None
+        sending: ToHeap | DryRun
+        if config.dry_run:  # the one place the choice is made
+            sending = DryRun(config.app_id, preview)
+        else:
+            if config.object_storage is not None:
+                rejected = RejectedRecords(
+                    config.object_storage,
+                    catalog_sync_id(catalog),
+                    clock,
+                    RetryPolicy(config.max_retry_seconds),
+                    client=storage_client,
+                )
+                log.rejected_records_go_to(rejected.prefix())
+            sending = ToHeap(config, clock, client_factory, rejected, deletion_client_factory)
+        routes = Routes(config, catalog, clock, pool, sending)
+        if not (config.default_mapping or config.stream_mappings or routes.streams.has_mappings()):
+            raise no_mapping_error()
+        gate = StateGate(withhold=sending.withholds_states)
+        writer = cls(routes, pool, stats, log, output, gate, rejected)
         if config.dry_run:
             log.dry_run_started()
         for entry in routes.streams.unmatched_entries():
@@ -129,8 +169,8 @@ class HeapWriter:
         except GeneratorExit:
             self.stop()
             raise
-        except BaseException:
-            self.stop()
+        except BaseException as error:
+            self.stop(error)
             yield from self.take_output()
             yield from self.summary()
             raise
@@ -142,7 +182,11 @@ class HeapWriter:
     # -- input ------------------------------------------------------------------------------
     def process(self, message: Message) -> None:
         """Runs once per message; a RECORD is handled inline, with plain attribute and dict
-        operations, since this is the per-record path."""
+        operations, since this is the per-record path. An `IDLE` (stdin silent for a while)
+        only gives held states and the progress line their chance."""
+        if message is IDLE:
+            self._on_idle()
+            return
         stats = self.stats
         stats.messages += 1
         if message.type == RECORD:
@@ -162,6 +206,14 @@ class HeapWriter:
                 if invalid is not None:
                     known.tally.invalid += 1
                     self._log.invalid_row(row, invalid)
+                    if self._rejected is not None:
+                        self._rejected.add(
+                            record.namespace,
+                            record.stream,
+                            row,
+                            record.data,
+                            invalid_reason(invalid),
+                        )
                 if row % PROGRESS_CHECK_EVERY == 0:
                     self._progress()
         elif message.type == STATE:
@@ -189,6 +241,11 @@ class HeapWriter:
         self._release_states()
         self._progress()
 
+    def _on_idle(self) -> None:
+        if self._gate.holding and self._pool.batches_ended():
+            self._release_states()
+        self._progress()
+
     def finish(self) -> None:
         """End of input: everything is sent and acknowledged, then the remaining states go out."""
         for route in self._routes.built:
@@ -198,18 +255,28 @@ class HeapWriter:
         for route in self._routes.built:
             route.loader.settle_all()
         self._release_states()
+        if self._rejected is not None:
+            self._rejected.flush()  # the rows after the last state, which no state covers
         self._report_rejections()
 
-    def stop(self) -> None:
-        """The sync is ending early: stop sending, then release every state whose records Heap
-        acknowledged (their batches finished before the stop), without raising the error that
-        is ending the sync; it is already on its way."""
+    def stop(self, error: BaseException | None = None) -> None:
+        """The sync is ending early, on `error`: stop sending, then release every state whose
+        records Heap answered (their batches finished before the stop), without raising the
+        error; it is already on its way. Unless Heap refusing most records is the cause, a
+        refusal can no longer be part of such a failure, so finished batches need not wait for
+        their refusals to settle; when it is, no state passes the records Heap refused."""
         self._pool.abort()
-        self._release_states(raise_errors=False)
+        causes = (error, self._pool.fatal_error)
+        if not any(isinstance(cause, HeapRefusesMost) for cause in causes):
+            for route in self._routes.built:
+                route.loader.settle_all(raise_errors=False)
+        self._release_states(ending=True)
         self._report_rejections()
 
     def close(self) -> None:
         self._routes.close()
+        if self._rejected is not None:
+            self._rejected.close()
 
     # -- output -----------------------------------------------------------------------------
     def take_output(self) -> list[Output]:
@@ -218,7 +285,7 @@ class HeapWriter:
         return taken
 
     def summary(self) -> list[AirbyteMessage]:
-        return self._log.summary(self._routes.paced_seconds, self._gate.withheld)
+        return self._log.summary(self._routes.paced_seconds, self._gate.withheld, self._rejected)
 
     # -- internals ----------------------------------------------------------------------------
     def _admit(self, stream: StreamId) -> _Stream:
@@ -265,16 +332,31 @@ class HeapWriter:
             for warning in route.column_report.warnings():
                 self._log.warn(warning)
 
-    def _release_states(self, raise_errors: bool = True) -> None:
-        released = self._gate.release(raise_errors)
+    def _release_states(self, ending: bool = False) -> None:
+        """Emit the states that are ready, once the rejected records before them are stored:
+        a state never passes rows that are neither in Heap nor in the user's bucket. When the
+        sync is ending and the bucket fails, those states stay unsaid; the sync's own error is
+        already on its way, and the bucket's is in the log."""
+        released = self._gate.release(ending)
+        if released and self._rejected is not None:
+            try:
+                self._rejected.flush()
+            except ObjectStorageError as error:
+                if not ending:
+                    raise
+                self._log.warn(f"{error}. The states that were ready are not emitted.")
+                released = []
         if released:
             self._report_rejections()
             self.output += released
             self.stats.states_emitted += len(released)
 
     def _report_rejections(self) -> None:
+        """Rows Heap refused, and the requests it accepted with a receipt (deletions)."""
         for route in self._routes.built:
-            self._log.rejected_rows(route.stats.delivery.take_new_rejections())
+            delivery = route.stats.delivery
+            self._log.rejected_rows(delivery.take_new_rejections())
+            self._log.deletions_accepted(route.stats.name, delivery.take_new_receipts())
 
     def _progress(self) -> None:
         self._report_rejections()

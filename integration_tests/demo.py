@@ -1,9 +1,11 @@
-"""`make demo`: spec, check and write for the three API types against a local Heap sandbox.
+"""`make demo`: spec, check and write for every API type against a local Heap sandbox.
 
 Runs the real CLI (`python main.py …`) on `sample_files/`, with each sample config pointed at the
 sandbox, then prints what the sandbox received: first one write per API type (0.1.0's sample
 configs), then the three API types loaded by ONE write of a three-stream catalog
-(`config-streams.json`).
+(`config-streams.json`), then a sync whose rejected rows go to an S3 bucket (moto's server),
+and the objects it wrote; it ends with events by user_id, an identify and a user deletion
+(`config-users.json`, with the sandbox's api_key).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from integration_tests.heap_sandbox import HeapSandbox
+from integration_tests.s3_server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_files"
@@ -66,7 +69,80 @@ def main() -> int:
         )
         show("write", write)
         received(sandbox, "What the sandbox received from that one write")
+        rejected_records_demo(sandbox, Path(scratch))
+        user_apis_demo(sandbox, Path(scratch))
     return 0
+
+
+DEMO_API_KEY = "demo-user-deletion-key"
+
+
+def user_apis_demo(sandbox: HeapSandbox, scratch: Path) -> None:
+    """Events by user_id, identify pairs (one that Heap would ignore) and a user deletion in one
+    write; check first obtains a token of the User Deletion API."""
+    sandbox.reset()
+    config = json.loads((SAMPLES / "config-users.json").read_text())
+    sandbox.set_auth(api_keys={config["app_id"]: [DEMO_API_KEY]})
+    config.update(base_url=sandbox.url, api_key=DEMO_API_KEY)
+    config_path = scratch / "config-users.json"
+    config_path.write_text(json.dumps(config))
+    banner("events by user_id, identify and user deletion (config-users.json)")
+    show("check", cli("check", "--config", str(config_path)))
+    catalog = str(SAMPLES / "configured_catalog-users.json")
+    messages = (SAMPLES / "messages-users.jsonl").read_text()
+    show("write", cli("write", "--config", str(config_path), "--catalog", catalog, stdin=messages))
+    banner("What the sandbox received from that write")
+    for event in sandbox.accepted("track"):
+        print("track:    " + json.dumps({k: v for k, v in event.items() if not k.startswith("_")}))
+    for call in sandbox.identify_calls():
+        shown = {k: call[k] for k in ("identity", "user_id", "timestamp", "outcome") if k in call}
+        print("identify: " + json.dumps(shown))
+    for request in sandbox.deletion_requests():
+        print(
+            f"deletion: {request['deletion_request_id']} (token {request['token_number']}): "
+            + json.dumps(request["users"])
+        )
+    print(f"access tokens issued: {sandbox.counters()['tokens_issued']}\n")
+
+
+def rejected_records_demo(sandbox: HeapSandbox, scratch: Path) -> None:
+    """One sync whose invalid and refused rows go to an S3 bucket (moto's server on 127.0.0.1),
+    then the objects in the bucket."""
+    sandbox.reset()
+    sandbox.set_faults(reject_marker="refuse-me")
+    with S3Server() as s3:
+        s3.create_bucket("demo-rejects")
+        keys = s3.credentials()
+        config = json.loads((SAMPLES / "config-events.json").read_text())
+        config.update(
+            base_url=sandbox.url,
+            object_storage_config={
+                "storage_type": "S3",
+                "s3_bucket_name": "demo-rejects",
+                "s3_bucket_region": "us-east-1",
+                "bucket_path": "heap",
+                "s3_endpoint": s3.url,
+                "access_key_id": keys["aws_access_key_id"],
+                "secret_access_key": keys["aws_secret_access_key"],
+            },
+        )
+        config_path = scratch / "config-rejects.json"
+        config_path.write_text(json.dumps(config))
+        lines = (SAMPLES / "messages.jsonl").read_text().splitlines()
+        records = [line for line in lines if '"RECORD"' in line][:3]
+        bad = [json.loads(line) for line in records[:2]]
+        del bad[0]["record"]["data"]["email"]  # invalid: no identity
+        bad[1]["record"]["data"]["name"] = "refuse-me"  # refused by the sandbox
+        stdin = "\n".join([*map(json.dumps, bad), records[2]]) + "\n"
+        banner("rejected records to S3 (object_storage_config, moto's S3 on 127.0.0.1)")
+        show("check", cli("check", "--config", str(config_path)))
+        catalog = str(SAMPLES / "configured_catalog.json")
+        show("write", cli("write", "--config", str(config_path), "--catalog", catalog, stdin=stdin))
+        for key, body in s3.objects("demo-rejects").items():
+            print(f"s3://demo-rejects/{key}")
+            for line in body.decode().splitlines():
+                print(f"  {line}")
+        print()
 
 
 def received(sandbox: HeapSandbox, title: str) -> None:

@@ -244,3 +244,37 @@ def _raw_member(line: str, key: str) -> str | None:
     if isinstance(value, tuple):
         return value[1]
     return json.dumps(value)
+
+
+def validate_catalog(configured_catalog: dict, destination_catalog: dict) -> list[str]:
+    """The platform's check of a data-activation connection's catalog (after its mappers)
+    against the destination's `discover` (ConnectionsHandler.validateCatalogWithDestinationCatalog):
+    what it would refuse, one line a problem; [] when it would save the connection."""
+    operations = {
+        (op["object_name"], op["sync_mode"]): op for op in destination_catalog["operations"]
+    }
+    problems = []
+    for configured in configured_catalog["streams"]:
+        name = configured["stream"]["name"]
+        target = configured.get("destination_object_name")
+        if not target:
+            problems.append(f"{name}: no destination_object_name")
+            continue
+        operation = operations.get((target, configured["destination_sync_mode"]))
+        if operation is None:
+            problems.append(f"{name}: no operation {target}/{configured['destination_sync_mode']}")
+            continue
+        keys = operation.get("matching_keys")
+        chosen = {field for path in configured.get("primary_key") or [] for field in path}
+        if keys and chosen not in [set(key) for key in keys]:
+            problems.append(f"{name}: primary_key is none of the matching keys")
+        schema = operation["json_schema"]
+        fields = set(configured["stream"]["json_schema"].get("properties", {}))
+        missing = set(schema.get("required", [])) - fields
+        if missing:
+            problems.append(f"{name}: required fields not mapped: {sorted(missing)}")
+        if schema.get("additionalProperties") is False:
+            extra = fields - set(schema["properties"])
+            if extra:
+                problems.append(f"{name}: fields the object does not have: {sorted(extra)}")
+    return problems

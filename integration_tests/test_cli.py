@@ -33,7 +33,7 @@ def without_stats(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != "destinationStats"}
 
 
-def test_spec_lists_the_three_api_types_and_sync_modes():
+def test_spec_lists_the_five_api_types_and_sync_modes():
     run = run_cli("spec")
     assert run.returncode == 0
     (spec,) = run.of_type("SPEC")
@@ -41,7 +41,13 @@ def test_spec_lists_the_three_api_types_and_sync_modes():
     assert set(spec["supported_destination_sync_modes"]) == {"overwrite", "append", "append_dedup"}
     branches = spec["connectionSpecification"]["properties"]["api"]["oneOf"]
     consts = [b["properties"]["api_type"]["const"] for b in branches]
-    assert consts == ["track", "add_user_properties", "add_account_properties"]
+    assert consts == [
+        "track",
+        "add_user_properties",
+        "add_account_properties",
+        "identify",
+        "delete_users",
+    ]
     track = branches[0]["properties"]
     assert track["timestamp_column"]["title"] == "Timestamp Column"
 

@@ -61,11 +61,12 @@ ECHOES = (MARKER, "987654321", "'11'", '"11"', "{'")
 
 EXPECTED_MESSAGES = {
     "missing identity column": (
-        "Invalid configuration field 'api.identity_column': is required for this API type"
+        "Invalid configuration fields 'api.identity_column' and 'api.user_id_column': are both "
+        "empty; set exactly one of them"
     ),
     "unknown api_type": (
         "Invalid configuration field 'api.api_type': must be one of track, add_user_properties, "
-        "add_account_properties"
+        "add_account_properties, identify, delete_users"
     ),
     "batch_size 0": (
         "Invalid configuration field 'batch_size': must be a whole number from 1 to 1000"

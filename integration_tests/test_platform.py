@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -409,18 +410,87 @@ def test_a_failing_batch_still_lets_every_acknowledged_state_out(sandbox, tmp_pa
     assert len(sandbox.accepted("track")) == 100
 
 
-def test_sigterm_while_the_source_is_quiet_still_emits_the_acknowledged_state(sandbox, tmp_path):
-    """The records are in Heap and the source says nothing more, stdin open: the state is
-    acknowledged but waits for the next message; SIGTERM must still bring it out."""
+class Output:
+    """A running write's stdout, read line by line in a thread, so a test can wait for what
+    the connector says while the source is still open (event-gated, never a fixed sleep)."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for_states(self, count: int, timeout: float = 60) -> bool:
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: sum('"STATE"' in line for line in self.lines) >= count, timeout
+            )
+
+    def text(self) -> str:
+        self._reader.join(timeout=60)
+        return "".join(self.lines)
+
+
+def test_a_quiet_source_still_gets_its_acknowledged_states_back(sandbox, tmp_path):
+    """The records are in Heap and the source says nothing more, stdin open: the state must
+    come back now, not when the source speaks again; SIGTERM then stops cleanly."""
     process = start_write(tmp_path, track_config(sandbox.url), catalog(tmp_path, (None, "users")))
+    output = Output(process)
     platform = Platform()
     process.stdin.write(platform.forward([*records("users", 3), stream_state("users", 3)]))
     process.stdin.flush()
-    assert sandbox.wait_for_items("track", 3, timeout=30)
+    assert output.wait_for_states(1)
     process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=30)
-
-    assert process.returncode == 143, stderr
-    verdict = platform.judge(stdout, delivered_everything=False)
+    assert process.wait(timeout=30) == 143
+    verdict = platform.judge(output.text(), delivered_everything=False)
     verdict.assert_ok()
     assert verdict.returned == [1] and verdict.counts == {1: (3.0, 0.0)}
+
+
+@pytest.mark.parametrize("kind", ["STREAM", "GLOBAL"])
+def test_a_refused_row_holds_back_checkpoints_only_until_its_refusal_settles(
+    sandbox, tmp_path, kind
+):
+    """One refused row in stream a's 100, then only stream b sends. Stream b's STREAM states
+    never wait for a's refusal; a's state (and, for GLOBAL states, every state after it) comes
+    back once a thousand more records have been judged after it, with the source still open.
+    One request at a time, so that b's records are judged after a's refusal, not beside it."""
+    sandbox.set_faults(reject_marker="refuse-me")
+    a_records = records("a", 100)
+    a_records[40] = record_line({"user": "u40", "note": "refuse-me"}, "a")
+
+    def state(stream: str, value: int) -> str:
+        if kind == "STREAM":
+            return stream_state(stream, value)
+        return json.dumps(
+            {"type": "STATE", "state": {"type": "GLOBAL", "global": {"shared_state": {"v": value}}}}
+        )
+
+    source = [*a_records, state("a", 1)]
+    for n in range(3):
+        source += [*records("b", 500, start=1000 + 500 * n), state("b", n + 2)]
+    platform = Platform()
+    process = start_write(
+        tmp_path,
+        track_config(sandbox.url, max_concurrent_requests=1),
+        catalog(tmp_path, (None, "a"), (None, "b")),
+    )
+    output = Output(process)
+    process.stdin.write(platform.forward(source))
+    process.stdin.flush()
+
+    assert output.wait_for_states(4), output.lines  # all four, while the source is still open
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0
+    verdict = platform.judge(output.text())
+    verdict.assert_ok()
+    assert sorted(verdict.returned) == [1, 2, 3, 4]
+    assert verdict.counts[1] == (99.0, 1.0)
+    if kind == "GLOBAL":
+        assert verdict.returned == [1, 2, 3, 4]

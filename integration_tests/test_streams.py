@@ -253,3 +253,93 @@ def test_mapped_columns_missing_from_the_catalog_schema_are_warned_about_at_star
     assert run.logs.index(warning) < run.logs.index(
         next(log for log in run.logs if log.startswith("Stream 'orders' (track)"))
     )
+
+
+def namespaced_catalog(tmp_path, *streams: tuple[str, str]):
+    return write_json(
+        tmp_path,
+        "namespaced_catalog.json",
+        {
+            "streams": [
+                {
+                    "stream": {
+                        "name": name,
+                        "namespace": namespace,
+                        "json_schema": {"type": "object"},
+                        "supported_sync_modes": ["full_refresh"],
+                    },
+                    "sync_mode": "full_refresh",
+                    "destination_sync_mode": "append",
+                }
+                for namespace, name in streams
+            ]
+        },
+    )
+
+
+def namespaced_record(namespace: str, data: dict) -> str:
+    message = json.loads(record_line(data, "users"))
+    message["record"]["namespace"] = namespace
+    return json.dumps(message)
+
+
+PUB_USERS = {
+    "stream": "users",
+    "namespace": "pub",
+    "api": {
+        "api_type": "add_user_properties",
+        "identity_column": "email",
+        "property_columns": "plan",
+    },
+}
+
+
+def test_a_namespaced_entry_never_loads_another_namespaces_stream(sandbox, tmp_path):
+    """Issue 14.1: pub.users goes to user properties; stg.users, its namesake in another
+    namespace, takes the top-level track mapping and never pub's."""
+    catalog = namespaced_catalog(tmp_path, ("pub", "users"), ("stg", "users"))
+    config = {
+        "app_id": "11",
+        "base_url": sandbox.url,
+        "max_events_per_minute": 0,
+        "streams": [PUB_USERS],
+        "api": {
+            "api_type": "track",
+            "identity_column": "email",
+            "event_name": "Staged",
+            "property_columns": "plan",
+        },
+    }
+    messages = lines(
+        namespaced_record("pub", {"email": "prod@x.io", "plan": "pro"}),
+        namespaced_record("stg", {"email": "staging@x.io", "plan": "test"}),
+    )
+    run = run_write(tmp_path, config, messages, catalog)
+
+    assert run.returncode == 0, run.stderr
+    assert [u["identity"] for u in sandbox.accepted("add_user_properties")] == ["prod@x.io"]
+    assert [e["identity"] for e in sandbox.accepted("track")] == ["staging@x.io"]
+
+
+def test_without_a_top_level_api_another_namespaces_stream_is_ignored_and_counted(
+    sandbox, tmp_path
+):
+    catalog = namespaced_catalog(tmp_path, ("pub", "users"), ("stg", "users"))
+    config = {
+        "app_id": "11",
+        "base_url": sandbox.url,
+        "max_events_per_minute": 0,
+        "streams": [PUB_USERS],
+    }
+    messages = lines(
+        namespaced_record("pub", {"email": "prod@x.io", "plan": "pro"}),
+        namespaced_record("stg", {"email": "staging@x.io", "plan": "test"}),
+        namespaced_record("stg", {"email": "staging2@x.io", "plan": "test"}),
+    )
+    run = run_write(tmp_path, config, messages, catalog)
+
+    assert run.returncode == 0, run.stderr
+    assert [u["identity"] for u in sandbox.accepted("add_user_properties")] == ["prod@x.io"]
+    assert sandbox.accepted("track") == []
+    (summary,) = [log for log in run.logs if log.startswith("Sync summary")]
+    assert "ignored (stream without a mapping): 2 (users: 2)" in summary

@@ -1,6 +1,11 @@
-"""The one fake clock of the unit tests (see `sync_clock.Clock`)."""
+"""The fakes the unit tests share: the one fake clock (see `sync_clock.Clock`) and a fake Heap
+that refuses chosen identities."""
 
 from __future__ import annotations
+
+import threading
+
+from destination_heap_analytics.client import HeapRejected, HeapTransientError
 
 
 class FakeClock:
@@ -42,3 +47,39 @@ class FakeClock:
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+class RefusingHeap:
+    """Heap's ingestion API as a client factory for `HeapWriter.start`: it refuses (HTTP 400,
+    as a whole) every request that holds an identity in `refused`, stores what it accepts in
+    order, and counts requests. `fail_once` identities get one HTTP 500 each, on their first
+    request."""
+
+    def __init__(self, refused: set[str] = frozenset(), fail_once: set[str] = frozenset()):
+        self.refused = set(refused)
+        self.fail_once = set(fail_once)
+        self.requests = 0
+        self.accepted: list[dict] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, endpoint_url: str, app_id: str, bulk_key: str | None, **_: object):
+        return self
+
+    def body(self, items: list[dict]) -> list[dict]:
+        return items
+
+    def post(self, items: list[dict]) -> None:
+        identities = {item["identity"] for item in items}
+        with self._lock:
+            self.requests += 1
+            failing = identities & self.fail_once
+            self.fail_once -= failing
+        if failing:
+            raise HeapTransientError("HTTP 500 from Heap")
+        if identities & self.refused:
+            raise HeapRejected(400, "events properties")
+        with self._lock:
+            self.accepted += items
+
+    def close(self) -> None:
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import socket
@@ -17,9 +18,12 @@ from destination_heap_analytics.client import (
     HeapConfigurationError,
     HeapRejected,
     HeapTransientError,
+    Receipt,
+    UserDeletionClient,
     parse_retry_after,
 )
 from destination_heap_analytics.privacy import MAX_DESCRIPTION_WORDS, NOTHING_SAFE_TO_SHOW
+from unit_tests.fakes import FakeClock
 
 URL = "https://heap.test/api/track"
 APP_ID = "app-42"
@@ -356,3 +360,159 @@ def test_parse_retry_after_header_name_is_case_insensitive():
 @pytest.mark.parametrize("headers", [{}, {"Retry-After": ""}, {"Retry-After": "garbage"}])
 def test_parse_retry_after_absent_or_invalid_is_none(headers):
     assert parse_retry_after(CaseInsensitiveDict(headers)) is None
+
+
+# --- the User Deletion API ----------------------------------------------------------------------
+
+DELETION_URL = "https://heap.test/api/public/v0/user_deletion"
+AUTH_URL = "https://heap.test/api/public/v0/auth_token"
+API_KEY = "Zq9-key"
+REQUEST_ID = "0b5e3a3c-7d1f-4c8e-9a51-2f6f3b0a9d10"
+
+
+@pytest.fixture
+def deletion_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def deletion_client(deletion_clock) -> Iterator[UserDeletionClient]:
+    client = UserDeletionClient(DELETION_URL, APP_ID, API_KEY, AUTH_URL, deletion_clock)
+    yield client
+    client.close()
+
+
+def tokens_then(requests_mock, *tokens: str) -> None:
+    requests_mock.post(
+        AUTH_URL, [{"status_code": 200, "json": {"access_token": token}} for token in tokens]
+    )
+
+
+def accepted(request_id: str = REQUEST_ID) -> dict:
+    return {
+        "status_code": 201,
+        "json": {
+            "deletion_request_id": request_id,
+            "deletion_request_location": f"/api/public/v0/deletion_status/{request_id}",
+            "status": "pending",
+        },
+    }
+
+
+def test_a_deletion_body_is_the_users_alone(deletion_client):
+    users = [{"identity": "a@x.io"}, {"user_id": 123}]
+    assert json.loads(deletion_client.body(users)) == {"users": users}
+
+
+def test_a_deletion_asks_for_a_token_with_basic_auth_then_sends_it_as_bearer(
+    deletion_client, requests_mock
+):
+    tokens_then(requests_mock, "t1")
+    requests_mock.post(DELETION_URL, [accepted()])
+
+    receipt = deletion_client.send([{"identity": "a@x.io"}])
+
+    assert receipt == Receipt(REQUEST_ID)
+    token_request, deletion = requests_mock.request_history
+    expected = base64.b64encode(f"{APP_ID}:{API_KEY}".encode()).decode()
+    assert token_request.headers["Authorization"] == f"Basic {expected}"
+    assert deletion.headers["Authorization"] == "Bearer t1"
+    assert "Authorization" not in requests_mock.last_request.json()
+
+
+def test_the_token_is_reused_then_renewed_a_minute_before_it_expires(
+    deletion_client, deletion_clock, requests_mock
+):
+    tokens_then(requests_mock, "t1", "t2")
+    requests_mock.post(DELETION_URL, [accepted(), accepted(), accepted()])
+    deletion_client.send([{"user_id": 1}])
+    deletion_clock.time += 239.0
+    deletion_client.send([{"user_id": 2}])
+    deletion_clock.time += 1.0  # 240 s: within a minute of Heap's 5-minute lifetime
+    deletion_client.send([{"user_id": 3}])
+
+    sent = [r for r in requests_mock.request_history if r.url == DELETION_URL]
+    bearers = [r.headers["Authorization"] for r in sent]
+    assert bearers == ["Bearer t1", "Bearer t1", "Bearer t2"]
+    assert deletion_client.tokens.obtained == 2
+
+
+def test_a_401_renews_the_token_once_and_sends_the_same_body_again(deletion_client, requests_mock):
+    tokens_then(requests_mock, "t1", "t2")
+    requests_mock.post(DELETION_URL, [{"status_code": 401}, accepted()])
+    body = deletion_client.body([{"identity": "a@x.io"}])
+
+    assert deletion_client.post(body) == Receipt(REQUEST_ID)
+
+    sent = [r for r in requests_mock.request_history if r.url == DELETION_URL]
+    assert [r.headers["Authorization"] for r in sent] == ["Bearer t1", "Bearer t2"]
+    assert [r.body for r in sent] == [body, body]
+
+
+def test_a_401_after_renewal_is_the_api_keys_fault(deletion_client, requests_mock):
+    tokens_then(requests_mock, "t1", "t2")
+    requests_mock.post(DELETION_URL, [{"status_code": 401}, {"status_code": 401}])
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        deletion_client.send([{"identity": "a@x.io"}])
+
+    assert raised.value.field == "api_key"
+    assert "Main Production environment" in str(raised.value)
+    assert API_KEY not in str(raised.value) and "t2" not in str(raised.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_names_api_key_and_main_production(deletion_client, requests_mock, status):
+    requests_mock.post(AUTH_URL, status_code=status, json={"err": {"message": "Unauthorized"}})
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        deletion_client.tokens.current()
+
+    assert raised.value.field == "api_key"
+    assert "Main Production environment's ID" in str(raised.value)
+    assert API_KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status_code": 503},
+        {"status_code": 200, "text": "not json"},
+        {"status_code": 200, "json": {"access_token": ""}},
+        {"status_code": 200, "json": ["t1"]},
+    ],
+)
+def test_a_token_answer_without_a_token_is_transient(deletion_client, requests_mock, answer):
+    requests_mock.post(AUTH_URL, [answer])
+    with pytest.raises(HeapTransientError):
+        deletion_client.tokens.current()
+    assert deletion_client.tokens.obtained == 0
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [None, "", "a@x.io", "has space", "x" * 65, 123, "id\n2"],
+)
+def test_an_id_that_is_not_an_id_is_not_passed_on(deletion_client, requests_mock, request_id):
+    tokens_then(requests_mock, "t1")
+    requests_mock.post(
+        DELETION_URL, status_code=201, json={"deletion_request_id": request_id, "status": "x"}
+    )
+    assert deletion_client.send([{"user_id": 1}]) == Receipt(None)
+
+
+def test_heaps_err_message_is_described_in_vocabulary_words(deletion_client, requests_mock):
+    tokens_then(requests_mock, "t1")
+    requests_mock.post(
+        DELETION_URL, status_code=400, json={"err": {"message": "users: a@x.io is invalid"}}
+    )
+    with pytest.raises(HeapRejected) as raised:
+        deletion_client.send([{"identity": "a@x.io"}])
+    assert "a@x.io" not in str(raised.value) and "users" in raised.value.message
+
+
+def test_the_tokens_and_key_stay_out_of_reprs(deletion_client, requests_mock):
+    tokens_then(requests_mock, "Zq9-token")
+    requests_mock.post(DELETION_URL, [accepted()])
+    deletion_client.send([{"user_id": 1}])
+    assert "Zq9" not in repr(deletion_client.tokens)

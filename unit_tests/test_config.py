@@ -35,6 +35,8 @@ TRACK_API = {
     "identity_column": "i",
 }
 USER_API = {"api_type": "add_user_properties", "property_columns": "*", "identity_column": "i"}
+IDENTIFY_API = {"api_type": "identify", "identity_column": "i", "user_id_column": "u"}
+DELETE_API = {"api_type": "delete_users", "user_id_column": "u"}
 ACCOUNT_API = {
     "api_type": "add_account_properties",
     "property_columns": "*",
@@ -191,6 +193,18 @@ def test_other_base_urls_are_config_errors(url):
         (without(config(), "api", "event_column"), "api.event_column"),
         (without(config(), "api", "identity_column"), "api.identity_column"),
         (config(api={**TRACK_API, "identity_column": " "}), "api.identity_column"),
+        (config(api={**TRACK_API, "user_id_column": "u"}), "api.identity_column"),
+        (
+            config(api={**TRACK_API, "user_id_column": "a,b", "identity_column": ""}),
+            "api.user_id_column",
+        ),
+        (without(config(api=IDENTIFY_API), "api", "user_id_column"), "api.user_id_column"),
+        (without(config(api=IDENTIFY_API), "api", "identity_column"), "api.identity_column"),
+        (config(api=DELETE_API), "api_key"),
+        (config(api=DELETE_API, api_key=" "), "api_key"),
+        (config(api={**DELETE_API, "identity_column": "i"}, api_key="k"), "api.identity_column"),
+        (config(api={"api_type": "delete_users"}, api_key="k"), "api.identity_column"),
+        (config(api=TRACK_API, api_key=5), "api_key"),
         (without(config(api=USER_API), "api", "identity_column"), "api.identity_column"),
         (config(api={**USER_API, "identity_column": 5}), "api.identity_column"),
         (without(config(api=ACCOUNT_API), "api", "account_id_column"), "api.account_id_column"),
@@ -222,12 +236,29 @@ def test_every_bad_field_is_named(raw, field):
     [
         (
             without(config(), "api", "identity_column"),
+            "Invalid configuration fields 'api.identity_column' and 'api.user_id_column': are "
+            "both empty; set exactly one of them",
+        ),
+        (
+            config(api={**TRACK_API, "user_id_column": "u"}),
+            "Invalid configuration fields 'api.identity_column' and 'api.user_id_column': are "
+            "both set; set exactly one of them",
+        ),
+        (
+            without(config(api=USER_API), "api", "identity_column"),
             "Invalid configuration field 'api.identity_column': is required for this API type",
+        ),
+        (
+            config(api=DELETE_API),
+            "Invalid configuration field 'api_key': is required when a mapping deletes users "
+            "(api_type delete_users, or a soft delete in Airbyte's mapping screen): set the key "
+            "of Heap's User Deletion API. Heap's User Deletion API key works only with the Main "
+            "Production environment's ID as app_id",
         ),
         (
             config(api={"api_type": "delete", "property_columns": "*"}),
             "Invalid configuration field 'api.api_type': must be one of track, "
-            "add_user_properties, add_account_properties",
+            "add_user_properties, add_account_properties, identify, delete_users",
         ),
         (
             config(batch_size=0),
@@ -290,9 +321,63 @@ def test_default_pacing_is_heaps_documented_limits():
 
 def test_max_events_per_minute_overrides_and_zero_disables_pacing():
     limited = parse_config(config(max_events_per_minute=600))
-    assert all(limited.pacing_for(api).per_app == RateLimit(600, 60.0) for api in ApiType)
+    paced = [api for api in ApiType if api is not ApiType.DELETE_USERS]
+    assert all(limited.pacing_for(api).per_app == RateLimit(600, 60.0) for api in paced)
     off = parse_config(config(max_events_per_minute=0))
     assert not any(off.pacing_for(api).enabled for api in ApiType)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"batch_size": 1}, {"max_events_per_minute": 600}])
+def test_identify_is_paced_per_identity_like_the_single_forms_and_deletion_never(overrides):
+    parsed = parse_config(config(**overrides))
+    assert parsed.pacing_for(ApiType.IDENTIFY).per_identity == RateLimit(30, 30.0)
+    assert not parsed.pacing_for(ApiType.DELETE_USERS).enabled
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_requests_take_each_apis_own_number_of_items(batch_size):
+    parsed = parse_config(config(batch_size=batch_size))
+    assert parsed.items_per_request(ApiType.TRACK) == batch_size
+    assert parsed.items_per_request(ApiType.IDENTIFY) == 1
+    assert parsed.items_per_request(ApiType.DELETE_USERS) == 10_000
+    assert parsed.bulk_key_for(ApiType.IDENTIFY) is None
+    assert parsed.bulk_key_for(ApiType.DELETE_USERS) == "users"
+    assert parsed.bulk_key_for(ApiType.TRACK) == (None if batch_size == 1 else "events")
+
+
+def test_the_new_endpoints_are_heaps_paths_under_the_base_url():
+    base = "https://proxy.example/heap"
+    assert endpoint_url(base, ApiType.IDENTIFY) == f"{base}/api/v1/identify"
+    assert endpoint_url(base, ApiType.DELETE_USERS) == f"{base}/api/public/v0/user_deletion"
+
+
+def test_track_takes_a_user_id_column_instead_of_an_identity_column():
+    api = {**without(config(), "api", "identity_column")["api"], "user_id_column": "sdk.id"}
+    mapping = parse_config(config(api=api)).default_mapping
+    assert mapping.identity_column is None and mapping.user_id_column.segments == ("sdk", "id")
+
+
+def test_identify_and_delete_users_take_their_columns_and_no_properties():
+    identify = parse_config(config(api={**IDENTIFY_API, "timestamp_column": "at"})).default_mapping
+    assert (identify.identity_column.name, identify.user_id_column.name) == ("i", "u")
+    assert identify.timestamp_column.name == "at" and identify.property_columns == ()
+    deletion = parse_config(config(api=DELETE_API, api_key=" key ")).default_mapping
+    assert deletion.user_id_column.name == "u" and deletion.identity_column is None
+    assert deletion.property_columns == ()
+
+
+def test_the_api_key_is_kept_stripped_and_never_shown():
+    parsed = parse_config(config(api=DELETE_API, api_key=" Zq9-secret "))
+    assert parsed.api_key == "Zq9-secret"
+    assert "Zq9" not in repr(parsed)
+
+
+def test_the_api_key_is_required_by_a_deleting_streams_entry_and_nowhere_else():
+    entry = {"stream": "gone", "api": DELETE_API}
+    assert error_field(config(streams=[entry])) == "api_key"
+    assert parse_config(config(streams=[entry], api_key="k")).api_key == "k"
+    assert parse_config(config()).api_key is None
+    assert parse_config(config(api_key="unused")).api_key == "unused"
 
 
 def test_idempotency_key_column_is_track_only():
@@ -328,6 +413,8 @@ BASE_APIS = {
     "track": TRACK_API,
     "add_user_properties": USER_API,
     "add_account_properties": ACCOUNT_API,
+    "identify": IDENTIFY_API,
+    "delete_users": DELETE_API,
 }
 API_FIELDS = sorted(
     {name for option in SPEC["properties"]["api"]["oneOf"] for name in option["properties"]}
@@ -454,6 +541,15 @@ def semantic_errors(raw: dict) -> set[str]:
         has_name = bool(str(api.get("event_name", "")).strip())
         if has_column == has_name:
             fields.add("api.event_column")
+    if isinstance(api, dict) and api.get("api_type") in ("track", "delete_users"):
+        has_identity = bool(str(api.get("identity_column", "")).strip())
+        has_user_id = bool(str(api.get("user_id_column", "")).strip())
+        if has_identity == has_user_id:
+            fields.add("api.identity_column")
+    apis = [api, *(entry.get("api") for entry in streams if isinstance(entry, dict))]
+    if any(isinstance(a, dict) and a.get("api_type") == "delete_users" for a in apis):
+        if not str(raw.get("api_key", "")).strip():
+            fields.add("api_key")
     if isinstance(api, dict):
         columns = {c.strip() for c in str(api.get("property_columns", "")).split(",")}
         excluded = {c.strip() for c in str(api.get("exclude_columns", "")).split(",")}
@@ -613,8 +709,19 @@ def test_every_old_config_keeps_working_unchanged():
         ),
         (
             {**ISSUE_EXAMPLE, "streams": [without(ORDERS_ENTRY, "api", "identity_column")]},
-            ("streams[0].api.identity_column",),
-            "is required for this API type",
+            ("streams[0].api.identity_column", "streams[0].api.user_id_column"),
+            "are both empty; set exactly one of them",
+        ),
+        (
+            {
+                **ISSUE_EXAMPLE,
+                "streams": [
+                    USERS_ENTRY,
+                    {"stream": "x", "api": {**IDENTIFY_API, "timestamp_column": "a..b"}},
+                ],
+            },
+            ("streams[1].api.timestamp_column",),
+            "has an empty part",
         ),
         (
             {**ISSUE_EXAMPLE, "streams": [{"stream": "x", "api": {"api_type": "delete"}}]},

@@ -1,13 +1,20 @@
-"""BatchDelivery: one batch sent, retried through transient errors, split around rejected items."""
+"""BatchDelivery: one batch sent, retried through transient errors, probed and split around
+rejected items, and stopped when Heap refuses most of them."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from destination_heap_analytics.client import (
     HeapConfigurationError,
     HeapRejected,
     HeapTransientError,
+    Receipt,
 )
 from destination_heap_analytics.config import Pacing, RateLimit
 from destination_heap_analytics.delivery import (
@@ -20,7 +27,9 @@ from destination_heap_analytics.delivery import (
 )
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import (
+    MIN_JUDGED,
     MIN_REFUSED,
+    PROBES,
     RECENT_RECORDS,
     HeapRefusesMost,
     RejectionGuard,
@@ -61,6 +70,7 @@ def make_delivery(
     pacer: Pacer | None = None,
     max_retry_seconds: float = 60,
     guard: RejectionGuard | None = None,
+    ordering_key=None,
 ) -> tuple[BatchDelivery, DeliveryStats]:
     sleep = sleep if sleep is not None else FakeClock()
     stats = DeliveryStats()
@@ -71,6 +81,7 @@ def make_delivery(
         stats,
         sleep,
         guard=guard,
+        ordering_key=ordering_key,
     )
     return delivery, stats
 
@@ -111,7 +122,11 @@ def test_counts_add_up_over_batches():
 # --- rejected items ---------------------------------------------------------------------------
 
 
-def test_one_bad_item_in_1000_is_isolated_with_logarithmic_requests():
+def identities(items: list[dict]) -> Counter:
+    return Counter(item["identity"] for item in items)
+
+
+def test_one_bad_item_in_1000_is_isolated_with_probes_and_logarithmic_requests():
     client = FakeClient(bad={"bad-user"})
     delivery, stats = make_delivery(client)
     batch = make_batch(1000, bad={637: "bad-user"})
@@ -119,12 +134,28 @@ def test_one_bad_item_in_1000_is_isolated_with_logarithmic_requests():
     delivery.deliver(batch)
 
     good = [item for item in batch.items if item["identity"] != "bad-user"]
-    assert client.accepted == good
+    assert identities(client.accepted) == identities(good)
     assert stats.delivered == 999
     assert stats.rejected.total() == 1
     assert [r.row for r in stats.take_new_rejections()] == [batch.rows[637]]
     assert stats.requests == len(client.posts)
-    assert stats.requests <= 21
+    assert stats.requests <= 1 + PROBES + 1 + 2 * 10  # batch, probes, the rest, halving it
+    probes = client.posts[1 : 1 + PROBES]
+    assert all(len(post) == 1 for post in probes)
+    assert len({batch.items.index(post[0]) * PROBES // 1000 for post in probes}) == PROBES
+
+
+def test_after_the_probes_the_rest_is_split_in_input_order():
+    client = FakeClient(bad={"bad-user"})
+    delivery, _ = make_delivery(client)
+    batch = make_batch(1000, bad={637: "bad-user"})
+
+    delivery.deliver(batch)
+
+    probes = [post[0] for post in client.posts[1 : 1 + PROBES]]
+    rest = [item for item in client.accepted if item not in probes]
+    positions = [batch.items.index(item) for item in rest]
+    assert positions == sorted(positions)
 
 
 def test_several_bad_items_each_rejected_once_and_every_good_item_delivered_once():
@@ -135,10 +166,11 @@ def test_several_bad_items_each_rejected_once_and_every_good_item_delivered_once
 
     delivery.deliver(batch)
 
-    assert client.accepted == [i for i in batch.items if not i["identity"].startswith("bad-")]
+    good = [i for i in batch.items if not i["identity"].startswith("bad-")]
+    assert identities(client.accepted) == identities(good)
     assert stats.delivered == 60
     rejections = stats.take_new_rejections()
-    assert sorted(r.row for r in rejections) == [batch.rows[i] for i in sorted(bad)]
+    assert [r.row for r in rejections] == [batch.rows[i] for i in sorted(bad)], "in row order"
     assert all(r.status == 400 for r in rejections)
     assert stats.rejected.total() == 4
 
@@ -360,27 +392,102 @@ def test_cancelled_when_the_retry_sleep_says_cancelled():
     assert stats.delivered == 0
 
 
+# --- where the bad rows sit (issue 15) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [range(10), range(20), range(0, 19, 2), range(990, 1000), range(0, 1000, 20)],
+    ids=["rows 1-10", "20 at the head", "10 among the first 19", "at the tail", "every 20th"],
+)
+def test_a_few_bad_rows_anywhere_in_a_batch_are_skipped_and_the_rest_delivered(bad):
+    batch = make_batch(1000, bad={i: f"bad-{i}" for i in bad})
+    client = FakeClient(bad={f"bad-{i}" for i in bad})
+    delivery, stats = make_delivery(client)
+
+    delivery.deliver(batch)
+
+    assert stats.delivered == 1000 - len(bad)
+    assert sorted(r.row for r in stats.take_new_rejections()) == [batch.rows[i] for i in bad]
+
+
+def test_a_batch_whose_probes_are_mostly_refused_is_sent_item_by_item():
+    bad = {i: f"bad-{i}" for i in range(60)}  # 12 of the 20 strata: 12 refused probes
+    client = FakeClient(bad=set(bad.values()))
+    guard = RejectionGuard(min_refused=1000)  # observe the split, do not stop it
+    delivery, stats = make_delivery(client, guard=guard)
+
+    delivery.deliver(make_batch(100, bad=bad))
+
+    assert (stats.delivered, stats.rejected.total()) == (40, 60)
+    assert stats.requests == 1 + 100, "one request per item, where halving costs about two"
+
+
+def by_identity(item: dict) -> str:
+    return item["identity"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    keys=st.lists(st.integers(0, 40), min_size=2, max_size=400),
+    bad=st.sets(st.integers(0, 399), max_size=12),
+)
+def test_ordered_items_reach_heap_in_input_order_per_key_whatever_is_refused(keys, bad):
+    """Last write wins: the accepted items of each identity keep their input order, through
+    probes, the split, and item-by-item sending; every item is delivered or rejected once."""
+    items = [{"identity": str(key), "n": n} for n, key in enumerate(keys)]
+    refused = {n for n in bad if n < len(items)}
+    client = RefusingByPosition(refused)
+    delivery, stats = make_delivery(
+        client, guard=RejectionGuard(min_refused=10**6), ordering_key=by_identity
+    )
+
+    delivery.deliver(Batch(seq=1, items=items, rows=list(range(1, len(items) + 1))))
+
+    for key in set(keys):
+        sent = [item["n"] for item in client.accepted if item["identity"] == str(key)]
+        assert sent == sorted(sent)
+    assert sorted(item["n"] for item in client.accepted) == sorted(set(range(len(items))) - refused)
+    assert sorted(r.row - 1 for r in stats.take_new_rejections()) == sorted(refused)
+
+
+class RefusingByPosition(FakeClient):
+    def __init__(self, refused: set[int]) -> None:
+        super().__init__()
+        self.refused = refused
+
+    def post(self, body: list[dict]) -> None:
+        self.posts.append(body)
+        if any(item["n"] in self.refused for item in body):
+            raise HeapRejected(400, "identity is not allowed")
+        self.accepted.extend(body)
+
+
 # --- Heap refusing most records ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [100, 1000])
-def test_a_batch_heap_refuses_entirely_stops_the_sync_after_a_bounded_number_of_requests(size):
+@pytest.mark.parametrize("size", [1, 2, 3, 20, 21, 30, 100, 1000])
+def test_batches_heap_refuses_entirely_stop_the_sync_after_a_bounded_number_of_requests(size):
     batch = make_batch(size, bad={i: f"bad-{i}" for i in range(size)})
     client = FakeClient(bad={item["identity"] for item in batch.items})
     delivery, stats = make_delivery(client)
 
     with pytest.raises(HeapRefusesMost) as raised:
-        delivery.deliver(batch)
+        while True:
+            delivery.deliver(batch)
 
-    assert stats.rejected.total() == MIN_REFUSED
-    assert stats.requests <= 2 * MIN_REFUSED + size.bit_length()  # not ~2 per record
+    assert stats.requests <= 50, "README: at most 50 requests when everything is refused"
+    if size >= MIN_JUDGED:  # the first batch, then refused probes until MIN_REFUSED
+        assert stats.requests == 1 + MIN_REFUSED
+    assert stats.delivered == 0
     assert "identity 'bad-" not in str(raised.value)
 
 
 def test_a_guard_tripped_by_another_batch_stops_this_one_before_it_sends():
     guard = RejectionGuard()
-    for _ in range(MIN_REFUSED):
-        guard.refused("HTTP 400")
+    with pytest.raises(HeapRefusesMost):  # in another sending thread
+        for _ in range(MIN_JUDGED):
+            guard.refused(1, "HTTP 400")
     client = FakeClient()
     delivery, stats = make_delivery(client, guard=guard)
 
@@ -403,7 +510,7 @@ def test_a_run_of_bad_rows_below_the_rule_is_isolated_as_before():
 def test_states_after_a_refused_record_wait_until_the_refusal_is_settled():
     client = FakeClient(bad={"bad-0"})
     delivery, _ = make_delivery(client)
-    refused, clean = make_batch(10, bad={0: "bad-0"}), make_batch(RECENT_RECORDS - 10)
+    refused, clean = make_batch(10, bad={0: "bad-0"}), make_batch(RECENT_RECORDS - 1)
 
     delivery.deliver(refused)
     delivery.deliver(clean)
@@ -411,3 +518,90 @@ def test_states_after_a_refused_record_wait_until_the_refusal_is_settled():
 
     delivery.deliver(make_batch(1))  # the refusal has now left the guard's recent records
     assert delivery.settled(refused)
+
+
+def test_a_refused_batch_of_another_route_settles_as_this_route_loads():
+    """One guard for the sync: records of any stream move the window."""
+    guard = RejectionGuard()
+    first, _ = make_delivery(FakeClient(bad={"bad-0"}), guard=guard)
+    second, _ = make_delivery(FakeClient(), guard=guard)
+    refused = make_batch(10, bad={0: "bad-0"})
+    first.deliver(refused)
+
+    second.deliver(make_batch(RECENT_RECORDS))
+
+    assert first.settled(refused)
+
+
+# --- deletions: receipts, a body fixed once built, refusals isolated within the same users --------
+
+
+class DeletingClient(FakeClient):
+    """A user deletion endpoint: answers a Receipt per accepted request, and keeps the exact
+    body of every attempt."""
+
+    def __init__(self, bad: set[str] = frozenset(), errors: list[Exception] | None = None):
+        super().__init__(bad, errors)
+        self.bodies: list[bytes] = []
+
+    def body(self, items: list[dict]) -> bytes:
+        return json.dumps({"users": items}).encode()
+
+    def post(self, body: bytes) -> Receipt:
+        self.bodies.append(body)
+        super().post(json.loads(body)["users"])
+        return Receipt(f"request-{len(self.accepted)}")
+
+
+def users(count: int, bad: dict[int, str] | None = None) -> Batch:
+    bad = bad or {}
+    items = [{"identity": bad.get(i, f"user-{i}")} for i in range(count)]
+    return Batch(1, items, list(range(1, count + 1)))
+
+
+def test_each_accepted_deletion_request_leaves_its_receipt_and_size():
+    client = DeletingClient()
+    delivery, stats = make_delivery(client)
+    delivery.deliver(users(3))
+    delivery.deliver(users(2))
+
+    taken = stats.take_new_receipts()
+    assert [(a.receipt.deletion_request_id, a.items) for a in taken] == [
+        ("request-3", 3),
+        ("request-5", 2),
+    ]
+    assert stats.receipts == 2 and stats.take_new_receipts() == []
+
+
+def test_a_retried_deletion_sends_the_same_bytes_every_time():
+    client = DeletingClient(errors=[HeapTransientError("HTTP 503"), HeapTransientError("x")])
+    delivery, stats = make_delivery(client)
+    delivery.deliver(users(4))
+
+    assert len(client.bodies) == 3 and len(set(client.bodies)) == 1
+    assert stats.delivered == 4 and stats.receipts == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 300).flatmap(
+        lambda n: st.tuples(st.just(n), st.sets(st.integers(0, n - 1), max_size=5))
+    )
+)
+def test_a_refused_deletion_is_isolated_by_sending_only_its_own_users(case):
+    """Every request after a refusal names a subset of the refused request's users, each user
+    is accepted once at most, and only the users Heap refuses stay undeleted."""
+    count, bad_positions = case
+    batch = users(count, {i: f"bad-{i}" for i in bad_positions})
+    asked = [item["identity"] for item in batch.items]
+    client = DeletingClient(bad={f"bad-{i}" for i in bad_positions})
+    delivery, stats = make_delivery(client, guard=RejectionGuard())
+    delivery.deliver(batch)
+
+    for posted in client.posts:
+        names = [item["identity"] for item in posted]
+        assert set(names) <= set(asked) and len(names) == len(set(names))
+    deleted = [item["identity"] for item in client.accepted]
+    assert sorted(deleted) == sorted(a for a in asked if not a.startswith("bad-"))
+    assert stats.rejected.total() == len(bad_positions)
+    assert sum(a.items for a in stats.take_new_receipts()) == len(deleted)

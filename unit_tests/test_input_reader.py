@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import logging
+import os
+import threading
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 from airbyte_cdk.models import AirbyteMessage, Type
@@ -12,9 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from destination_heap_analytics.input_reader import (
+    IDLE,
     LOGGED_LINES,
     NOT_UTF8,
+    READ_SIZE,
     read_messages,
+    stdin_lines,
 )
 from destination_heap_analytics.input_reader import (
     NOT_A_MESSAGE as INCOMPLETE,
@@ -323,3 +331,48 @@ def test_a_state_whose_type_is_written_with_escapes_is_still_a_state(logger):
     (message,), stats = read([line], logger)
     assert message.__class__ is StateMessage and message.text == line
     assert message.stream == (None, "s") and stats.unparseable_lines == 0
+
+
+# --- stdin_lines ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple]:
+    read_end, write_end = os.pipe()
+    reader = os.fdopen(read_end, "rb")
+    writer = os.fdopen(write_end, "wb", buffering=0)
+    yield reader, writer
+    reader.close()
+    if not writer.closed:
+        writer.close()
+
+
+def test_stdin_lines_splits_a_pipe_into_lines_of_any_length(pipe):
+    reader, writer = pipe
+    long_line = b"x" * (3 * READ_SIZE + 17)
+    payload = b"a\n\nb\r\n" + long_line + b"\nlast-without-newline"
+    feeder = threading.Thread(target=lambda: (writer.write(payload), writer.close()))
+    feeder.start()
+    got = [line for line in stdin_lines(reader, idle_seconds=5) if line is not IDLE]
+    feeder.join()
+    assert got == [b"a", b"", b"b\r", long_line, b"last-without-newline"]
+
+
+def test_stdin_lines_says_idle_while_the_pipe_is_silent(pipe):
+    reader, writer = pipe
+    writer.write(b"first\n")
+    lines = stdin_lines(reader, idle_seconds=0.01)
+    assert next(lines) == b"first"
+    assert next(lines) is IDLE  # nothing more, yet the pipe is open
+    writer.write(b"second\n")
+    assert [line for line in itertools.islice(lines, 50) if line is not IDLE][:1] == [b"second"]
+
+
+def test_stdin_lines_reads_a_stream_without_a_file_descriptor_as_it_is():
+    assert list(stdin_lines(io.BytesIO(b"a\nb\n"))) == [b"a\n", b"b\n"]
+
+
+def test_idle_passes_through_the_reader_without_counting_a_line(logger):
+    messages, stats = read([RECORD, IDLE, RECORD], logger)
+    assert [m is IDLE for m in messages] == [False, True, False]
+    assert stats.unparseable_lines == 0

@@ -1,7 +1,10 @@
-"""BatchLoader: batching, the pool of senders, the in-order watermark, ordering keys, fatal errors.
+"""BatchLoader: batching, the pool of senders, the in-order watermark, ordering keys (shared by
+the loaders of one API type), fatal errors.
 
 `deliver` is a fake whose batches can be held until the test releases them, so every interleaving
-is set up with events rather than timing.
+is set up with events rather than timing. "Not yet" is proven by an event too: the pool reports
+when a caller is blocked in it (`SenderPool.wait_for_blocked_callers`), and only then does a
+test assert that a batch has not started, or that a call has not returned.
 """
 
 from __future__ import annotations
@@ -12,16 +15,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from destination_heap_analytics.delivery import Batch
-from destination_heap_analytics.loader import BatchLoader
+from destination_heap_analytics.loader import BatchLoader, OrderingKeys
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.sync_clock import SyncClock
 
 WAIT = 2.0
 """Upper bound for an event the test expects to happen (it normally happens at once)."""
-SHORT = 0.05
-"""How long to watch for an event the test expects NOT to happen."""
 
 
 class Fatal(Exception):
@@ -106,6 +109,11 @@ class Loading:
     def abort(self) -> None:
         self.pool.abort()
 
+    def blocked(self) -> bool:
+        """Wait until the caller driving the loader (feeding or finishing) is blocked in the
+        pool on what it last saw."""
+        return self.pool.wait_for_blocked_callers(1, WAIT)
+
     @property
     def in_flight(self) -> int:
         return self.pool.in_flight
@@ -120,14 +128,14 @@ def make_loader() -> Iterator[Callable[..., tuple[Loading, FakeDeliver]]]:
         max_concurrent: int = 4,
         hold: set[int] = frozenset(),
         fail: dict[int, Exception] | None = None,
-        ordering_key: Callable[[dict], str] | None = None,
+        ordering: OrderingKeys | None = None,
         clock: SyncClock | None = None,
         settled: Callable[[Batch], bool] = lambda batch: True,
     ) -> tuple[Loading, FakeDeliver]:
         fake = FakeDeliver(hold, fail)
         clock = clock or SyncClock()
         pool = SenderPool(max_concurrent, clock)
-        loader = BatchLoader(fake, batch_size, pool, ordering_key=ordering_key, settled=settled)
+        loader = BatchLoader(fake, batch_size, pool, ordering=ordering, settled=settled)
         made.append((Loading(loader, pool, clock), fake))
         return made[-1]
 
@@ -162,6 +170,16 @@ def feed(loader: Loading, count: int, first_row: int = 1) -> None:
         loader.process_record({"n": row}, row)
 
 
+def eventually(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
+    """True once `condition()` holds within `timeout` (polling, for a thread to get there)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 def eventually_raises(call: Callable[[], object], error: type[Exception], timeout: float) -> bool:
     """True once `call` raises `error` within `timeout` (polling, for a thread to finish)."""
     deadline = time.monotonic() + timeout
@@ -182,9 +200,10 @@ def test_full_batches_are_sent_at_batch_size_and_the_rest_waits(make_loader):
     loader, fake = make_loader(batch_size=3)
 
     feed(loader, 7)
+    loader.pool.finish()  # every batch submitted has run
 
-    assert fake.started(1) and fake.started(2)
-    assert not fake.started(3, timeout=SHORT)
+    assert fake.started(1, timeout=0) and fake.started(2, timeout=0)
+    assert not fake.started(3, timeout=0)
     assert fake.batches[1].items == [{"n": 1}, {"n": 2}, {"n": 3}]
     assert fake.batches[1].rows == [1, 2, 3]
     assert fake.batches[2].rows == [4, 5, 6]
@@ -272,12 +291,7 @@ def test_finish_settles_every_batch(make_loader):
 
 
 def eventually_acknowledged(loader: Loading, seq: int, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while loader.acknowledged() < seq:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-    return True
+    return eventually(lambda: loader.acknowledged() >= seq, timeout)
 
 
 # --- concurrency ------------------------------------------------------------------------------
@@ -288,7 +302,8 @@ def test_never_more_than_max_concurrent_deliveries_at_once(make_loader):
     feeder = Background(lambda: feed(loader, 10))
 
     assert all(fake.started(seq) for seq in (1, 2, 3))
-    assert not fake.started(4, timeout=SHORT)
+    assert loader.blocked()
+    assert not fake.started(4, timeout=0)
     assert not feeder.done(timeout=0)
     assert loader.in_flight == 3
     fake.release_all()
@@ -303,7 +318,8 @@ def test_a_free_sender_is_used_at_once(make_loader):
     loader, fake = make_loader(max_concurrent=2, hold={1, 2})
     feeder = Background(lambda: feed(loader, 3))
     assert fake.started(1) and fake.started(2)
-    assert not fake.started(3, timeout=SHORT)
+    assert loader.blocked()
+    assert not fake.started(3, timeout=0)
 
     fake.release(2)
 
@@ -319,7 +335,7 @@ def by_user(item: dict) -> str:
 
 
 def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
-    loader, fake = make_loader(batch_size=2, ordering_key=by_user, hold={1})
+    loader, fake = make_loader(batch_size=2, ordering=OrderingKeys(by_user), hold={1})
     loader.process_record({"identity": "a"}, 1)
     loader.process_record({"identity": "b"}, 2)
     assert fake.started(1)
@@ -328,7 +344,8 @@ def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
         lambda: [loader.process_record({"identity": u}, r) for r, u in ((3, "b"), (4, "c"))]
     )
 
-    assert not fake.started(2, timeout=SHORT)
+    assert loader.blocked()
+    assert not fake.started(2, timeout=0)
     assert not feeder.done(timeout=0)
     fake.release(1)
     assert fake.started(2)
@@ -337,7 +354,7 @@ def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
 
 
 def test_batch_with_disjoint_keys_does_not_wait(make_loader):
-    loader, fake = make_loader(batch_size=2, ordering_key=by_user, hold={1, 2})
+    loader, fake = make_loader(batch_size=2, ordering=OrderingKeys(by_user), hold={1, 2})
     loader.process_record({"identity": "a"}, 1)
     loader.process_record({"identity": "b"}, 2)
     assert fake.started(1)
@@ -357,6 +374,85 @@ def test_without_ordering_key_equal_items_are_sent_concurrently(make_loader):
 
     assert fake.started(1) and fake.started(2)
     assert fake.running == 2
+
+
+def test_a_batch_of_another_loader_sharing_a_key_with_one_in_flight_waits_for_it():
+    """Two streams sending to one API: last write wins across them too, retries included."""
+    ordering = OrderingKeys(by_user)
+    first, second = FakeDeliver(hold={1}), FakeDeliver()
+    pool = SenderPool(4, SyncClock())
+    loaders = [BatchLoader(d, 1, pool, ordering=ordering) for d in (first, second)]
+    loaders[0].process_record({"identity": "u", "plan": "old"}, 1)
+    assert first.started(1)
+
+    feeder = Background(lambda: loaders[1].process_record({"identity": "u", "plan": "new"}, 2))
+
+    assert pool.wait_for_blocked_callers(1, WAIT)
+    assert not second.started(1, timeout=0)
+    first.release(1)
+    assert second.started(1) and feeder.done(WAIT)
+    pool.finish()
+
+
+def test_a_record_whose_key_is_in_another_loaders_filling_batch_sends_that_batch_first():
+    ordering = OrderingKeys(by_user)
+    first, second = FakeDeliver(hold={1}), FakeDeliver()
+    pool = SenderPool(4, SyncClock())
+    loaders = [BatchLoader(d, 10, pool, ordering=ordering) for d in (first, second)]
+    loaders[0].process_record({"identity": "u", "plan": "old"}, 1)
+    loaders[0].process_record({"identity": "v"}, 2)
+    loaders[1].process_record({"identity": "w"}, 3)
+    # A batch submitted would still be in flight (held): none is.
+    assert pool.in_flight == 0 and not first.started(1, timeout=0)
+
+    loaders[1].process_record({"identity": "u", "plan": "new"}, 4)
+
+    assert first.started(1)
+    assert first.batches[1].rows == [1, 2]
+    first.release(1)
+    assert loaders[1].drain() == 1
+    pool.finish()
+    assert second.batches[1].rows == [3, 4]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    records=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5)), min_size=1, max_size=60),
+    batch_size=st.integers(1, 7),
+    concurrency=st.integers(1, 4),
+)
+def test_records_of_one_key_reach_delivery_in_input_order_across_loaders(
+    records, batch_size, concurrency
+):
+    """Whichever loader a record of a key comes through: its batches never overlap, and they
+    start in input order."""
+    log: list[tuple[str, list[dict]]] = []
+    lock = threading.Lock()
+
+    def deliver(batch: Batch) -> None:
+        with lock:
+            log.append(("start", batch.items))
+        with lock:
+            log.append(("end", batch.items))
+
+    ordering = OrderingKeys(by_user)
+    pool = SenderPool(concurrency, SyncClock())
+    loaders = [BatchLoader(deliver, batch_size, pool, ordering=ordering) for _ in range(3)]
+    for row, (stream, user) in enumerate(records):
+        loaders[stream].process_record({"identity": str(user), "row": row}, row)
+    for loader in loaders:
+        loader.drain()
+    pool.finish()
+
+    for user in {str(user) for _, user in records}:
+        rows, running = [], 0
+        for kind, items in log:
+            mine = [item["row"] for item in items if item["identity"] == user]
+            if mine and kind == "start":
+                assert running == 0, "two batches of one key in flight together"
+                rows += mine
+            running += bool(mine) * (1 if kind == "start" else -1)
+        assert rows == sorted(rows) == [r for r, (_, u) in enumerate(records) if str(u) == user]
 
 
 # --- fatal errors -----------------------------------------------------------------------------
@@ -393,7 +489,7 @@ def test_acknowledged_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(m
     feed(loader, 2)
     assert fake.finished(2)
 
-    assert eventually_raises(loader.acknowledged, Fatal, timeout=0.3)
+    assert eventually_raises(loader.acknowledged, Fatal, timeout=WAIT)
 
 
 def test_acknowledged_never_passes_a_failed_batch(make_loader):
@@ -431,7 +527,8 @@ def test_finish_raises_as_soon_as_a_later_batch_fails(make_loader):
     loader, fake = make_loader(hold={1, 2}, fail={2: Fatal("second")})
     feed(loader, 2)
     finisher = Background(loader.finish)
-    assert not finisher.done(timeout=SHORT)
+    assert loader.blocked()
+    assert not finisher.done(timeout=0)
 
     fake.release(2)
 
@@ -448,9 +545,12 @@ def test_finish_waits_for_every_batch(make_loader):
     feed(loader, 5)
     finisher = Background(loader.finish)
 
-    assert not finisher.done(timeout=SHORT)
+    assert loader.blocked()
+    assert not finisher.done(timeout=0)
     fake.release(1)
-    assert not finisher.done(timeout=SHORT)
+    assert eventually(lambda: loader.in_flight == 1)  # batches 1 and 2 have ended
+    assert loader.blocked()  # blocked again since
+    assert not finisher.done(timeout=0)
     fake.release(3)
 
     assert finisher.done(WAIT) and finisher.error is None
@@ -516,7 +616,8 @@ def test_loaders_of_several_routes_share_the_pools_concurrency_cap():
 
     feeder = Background(lambda: loaders[1].process_record({"n": 4}, 4))
 
-    assert not feeder.done(timeout=SHORT)
+    assert pool.wait_for_blocked_callers(1, WAIT)
+    assert not feeder.done(timeout=0)
     assert pool.in_flight == 3
     first.release(1)
     assert feeder.done(WAIT) and second.started(2)

@@ -152,6 +152,31 @@ def test_per_identity_limit_counts_items_within_one_batch():
     assert sum(fake.sleeps) >= 60
 
 
+def test_per_identity_limit_applies_per_user_id_too():
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
+    pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)
+
+    assert pacer.acquire([{"user_id": "7"}] * 5 + [{"user_id": "8"}] * 5)
+    assert pacer.acquire([{"identity": "7"}] * 5)  # an identity of the same text is another user
+    assert fake.sleeps == []
+
+    assert pacer.acquire([{"user_id": "7"}])
+
+    assert sum(fake.sleeps) >= 60
+
+
+def test_an_identify_pair_is_paced_by_its_identity():
+    fake = FakeClock(start=5000.0, positive_sleeps=True)
+    pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(2, 60)), fake)
+
+    assert pacer.acquire([{"identity": "a", "user_id": "1"}])
+    assert pacer.acquire([{"identity": "a", "user_id": "2"}])
+    assert pacer.acquire([{"identity": "b", "user_id": "1"}])
+    assert fake.sleeps == []
+    assert pacer.acquire([{"identity": "a", "user_id": "3"}])
+    assert sum(fake.sleeps) >= 60
+
+
 def test_identity_can_send_a_full_window_again_once_its_items_left():
     fake = FakeClock(start=5000.0, positive_sleeps=True)
     pacer = make_pacer(Pacing(per_app=None, per_identity=RateLimit(5, 60)), fake)

@@ -40,7 +40,9 @@ def airbyte_logger_restored() -> Iterator[None]:
     logger.propagate = propagate
 
 
-def preview(tmp_path: Path, *limit: str) -> tuple[int, str, str]:
+def preview(
+    tmp_path: Path, *limit: str, columns: str = "n", records: bytes = RECORDS
+) -> tuple[int, str, str]:
     config = json.loads((SAMPLES / "config-events.json").read_text())
     config.update(
         base_url="https://heap.test",
@@ -48,14 +50,14 @@ def preview(tmp_path: Path, *limit: str) -> tuple[int, str, str]:
             "api_type": "track",
             "identity_column": "email",
             "event_column": "event",
-            "property_columns": "n",
+            "property_columns": columns,
         },
     )
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
     args = ["--config", str(config_path), "--catalog", str(SAMPLES / "configured_catalog.json")]
     stdout, stderr = io.StringIO(), io.StringIO()
-    code = run_preview([*args, *limit], io.BytesIO(RECORDS), stdout, stderr)
+    code = run_preview([*args, *limit], io.BytesIO(records), stdout, stderr)
     return code, stdout.getvalue(), stderr.getvalue()
 
 
@@ -89,3 +91,13 @@ def test_a_limit_that_is_not_a_count_is_refused_with_a_message(tmp_path, capsys,
     assert "Traceback" not in error
     if limit.startswith("-"):
         assert "must be 0 or more" in error
+
+
+def test_preview_shows_the_syncs_warnings_such_as_a_misspelt_column(tmp_path):
+    code, _, stderr = preview(
+        tmp_path, columns="amout", records=RECORDS.replace(b'"n"', b'"amount"')
+    )
+    assert code == 0
+    assert "WARN Column 'amout' is missing in all of the first 3 records" in stderr
+    assert "Did you mean 'amount'?" in stderr
+    assert "a@example.com" not in stderr

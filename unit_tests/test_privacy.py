@@ -1,4 +1,4 @@
-"""describe: any text from Heap becomes words of the fixed vocabulary, and nothing else."""
+"""sanitise: any text from Heap becomes words of the fixed vocabulary, and nothing else."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from destination_heap_analytics.privacy import (
     MAX_DESCRIPTION_WORDS,
     NOTHING_SAFE_TO_SHOW,
     VOCABULARY,
-    describe,
+    sanitise,
 )
 
 SHOWN_WORDS = frozenset(VOCABULARY.values())
@@ -30,7 +30,7 @@ FRAGMENT = 6
 
 
 def shown_words(description: str) -> list[str]:
-    """The words of a description, read by the description's grammar (not by `describe`'s code):
+    """The words of a description, read by the description's grammar (not by `sanitise`'s code):
     the fixed phrase for nothing, or words joined by single spaces, optionally ending in "...".
     """
     if description == NOTHING_SAFE_TO_SHOW:
@@ -121,7 +121,7 @@ secrets = st.one_of(
 @settings(max_examples=300)
 @given(st.text(max_size=400))
 def test_any_text_becomes_vocabulary_words_only(text):
-    assert_vocabulary_only(describe(text))
+    assert_vocabulary_only(sanitise(text))
 
 
 @settings(max_examples=150)
@@ -139,7 +139,7 @@ def test_a_value_or_key_echoed_in_any_form_never_shows(template, echo_form, key,
     message = template.format(index=index, key=key, value=value, echo=echo)
 
     for text in (message, message[:cut]):
-        description = describe(text)
+        description = sanitise(text)
 
         assert_vocabulary_only(description)
         assert leaked_fragments([*escaped_forms(key), *escaped_forms(value)], description) == []
@@ -154,7 +154,7 @@ def test_a_value_or_key_echoed_in_any_form_never_shows(template, echo_form, key,
 def test_an_echo_after_the_explanation_leaves_the_explanation_intact(array, index, echo):
     message = f"{array}[{index}]: refused by the sandbox's reject_marker rule: {echo}"
 
-    description = describe(message)
+    description = sanitise(message)
 
     assert description.startswith(f"{array} refused by the sandbox reject_marker rule")
 
@@ -162,7 +162,7 @@ def test_an_echo_after_the_explanation_leaves_the_explanation_intact(array, inde
 @settings(max_examples=100)
 @given(key=st.text(max_size=30), index=POSITIONS)
 def test_a_property_key_in_the_location_leaves_the_rule_intact(key, index):
-    description = describe(f"users[{index}].properties.{key}: longer than 1023 characters")
+    description = sanitise(f"users[{index}].properties.{key}: longer than 1023 characters")
 
     assert description.startswith("users properties")
     assert description.endswith("longer than 1023 characters")
@@ -190,7 +190,7 @@ def test_a_property_key_in_the_location_leaves_the_rule_intact(key, index):
     ],
 )
 def test_heap_and_sandbox_messages_stay_useful(message, expected):
-    assert describe(message) == expected
+    assert sanitise(message) == expected
 
 
 @pytest.mark.parametrize(
@@ -210,22 +210,22 @@ def test_heap_and_sandbox_messages_stay_useful(message, expected):
     ],
 )
 def test_values_keys_and_numbers_in_heap_messages_are_dropped(message, expected):
-    assert describe(message) == expected
+    assert sanitise(message) == expected
 
 
 @pytest.mark.parametrize("message", ["", "   ", "Qz7Kx9Wv", "alice@example.com 12345", "{}", "💥"])
 def test_a_message_without_a_vocabulary_word_says_so(message):
-    assert describe(message) == NOTHING_SAFE_TO_SHOW
+    assert sanitise(message) == NOTHING_SAFE_TO_SHOW
 
 
 def test_repeated_words_are_collapsed():
-    assert describe("events events[1] events[2]: invalid invalid") == "events invalid"
+    assert sanitise("events events[1] events[2]: invalid invalid") == "events invalid"
 
 
 def test_the_description_is_bounded_in_words():
     message = " ".join(["identity must be a string", "event must be a string"] * 50)
 
-    description = describe(message)
+    description = sanitise(message)
 
     assert description.endswith(" " + CUT_MARK)
     assert len(shown_words(description)) == MAX_DESCRIPTION_WORDS

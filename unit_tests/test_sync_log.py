@@ -7,8 +7,9 @@ import re
 
 from airbyte_cdk.models import AirbyteMessage, Level
 
+from destination_heap_analytics.client import Receipt
 from destination_heap_analytics.config import ApiType
-from destination_heap_analytics.delivery import Rejection
+from destination_heap_analytics.delivery import Accepted, Rejection
 from destination_heap_analytics.stats import InputStats, RouteStats, SyncStats
 from destination_heap_analytics.sync_log import (
     LOGGED_ROWS_PER_REASON,
@@ -189,3 +190,45 @@ def test_rows_are_logged_individually_up_to_the_limit_per_reason():
     assert lines[LOGGED_ROWS_PER_REASON - 1].endswith("counted in the summary only.")
     assert lines[-1] == "Row 99 rejected by Heap (HTTP 400: events properties)."
     assert all(m.log.level == Level.WARN for m in output)
+
+
+def deleting_stats() -> SyncStats:
+    stats = SyncStats(InputStats(), started=STARTED)
+    stats.routes.append(RouteStats((None, "gone"), ApiType.DELETE_USERS))
+    return stats
+
+
+def test_each_accepted_deletion_request_is_logged_with_its_id_and_size():
+    stats = deleting_stats()
+    output: list[AirbyteMessage] = []
+    log = SyncLog(stats, FakeClock(start=STARTED), output)
+    log.deletions_accepted("gone", [Accepted(Receipt("req-1"), 10_000), Accepted(Receipt(None), 5)])
+    assert texts(output) == [
+        "Heap accepted deletion request req-1 of 10000 users of stream 'gone'.",
+        "Heap accepted a deletion request of 5 users of stream 'gone'; its answer carried no "
+        "deletion_request_id in the expected form, so none is logged.",
+    ]
+    assert all(m.log.level == Level.INFO for m in output)
+
+
+def test_the_summary_says_what_heap_accepted_to_delete():
+    stats = deleting_stats()
+    delivery = stats.routes[0].delivery
+    delivery.count_delivered(25_000)
+    for size in (10_000, 10_000, 5_000):
+        delivery.count_receipt(Accepted(Receipt("r"), size))
+    lines = texts(SyncLog(stats, FakeClock(start=STARTED), []).summary(0.0))
+    assert lines[-1] == (
+        "Deletions: Heap accepted 3 deletion requests for 25000 users (each request's "
+        "deletion_request_id is logged above)."
+    )
+
+
+def test_a_dry_run_says_what_would_be_deleted():
+    stats = deleting_stats()
+    stats.routes[0].records = 3
+    stats.routes[0].delivery.count_planned(3)
+    lines = texts(SyncLog(stats, FakeClock(start=STARTED), [], dry_run=True).summary(0.0))
+    stream_line = "'gone' (delete_users): 3 records, would delete 3 users in 1 requests"
+    assert any(stream_line in line for line in lines)
+    assert not any(line.startswith("Deletions:") for line in lines)

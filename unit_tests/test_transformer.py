@@ -26,12 +26,14 @@ from destination_heap_analytics.transformer import (
     COLLIDING_NAME,
     EMPTY_NAME,
     ENCLOSED_COLLISION,
+    ITEM_FIELD_NAMES,
     ITEM_SHAPES,
     MAX_NESTING_DEPTH,
     NAME_TOO_LONG,
     NUMBER_TOO_LONG,
     TOO_DEEP,
     InvalidRecord,
+    ItemField,
     RecordTransformer,
     TransformStats,
     Unset,
@@ -57,7 +59,9 @@ class Make(RecordTransformer):
 
 def transformer(api_type: str, **api: str) -> Make:
     api = {"api_type": api_type, "property_columns": "*", **api}
-    config = parse_config({"app_id": "11", "base_url": "https://heapanalytics.com", "api": api})
+    config = parse_config(
+        {"app_id": "11", "base_url": "https://heapanalytics.com", "api": api, "api_key": "k"}
+    )
     return Make(config.default_mapping, now=lambda: FIXED_NOW)
 
 
@@ -1026,6 +1030,7 @@ def test_no_property_is_ever_overwritten_silently(entries, data):
 # -- the item table (ITEM_SHAPES) -----------------------------------------------------------
 CONFIGURED = {
     "identity_column": "who",
+    "user_id_column": "sdk",
     "event_column": "what",
     "timestamp_column": "when",
     "idempotency_key_column": "key",
@@ -1033,36 +1038,81 @@ CONFIGURED = {
 }
 
 
+def alternatives(item_field: ItemField) -> list[ItemField]:
+    """The field and those sent in its place, in order."""
+    chain: list[ItemField] = []
+    current: ItemField | None = item_field
+    while current is not None:
+        chain.append(current)
+        current = current.instead
+    return chain
+
+
+def config_with(api_type: ApiType, settings: dict[str, str]) -> dict:
+    api = {"api_type": api_type.value, "property_columns": "*", **settings}
+    return {"app_id": "1", "base_url": "https://heap.test", "api": api, "api_key": "k"}
+
+
 @pytest.mark.parametrize("api_type", list(ApiType))
 def test_the_config_requires_exactly_the_columns_the_item_table_cannot_do_without(api_type):
+    """For each field: each of its alternatives alone is a valid mapping whose items carry
+    that alternative; none of them is refused, naming the column, unless the table says what
+    the field holds without one."""
     shape = ITEM_SHAPES[api_type]
-    settings_of = {field.column: field for field in shape.fields if field.column is not None}
-    for setting, item_field in settings_of.items():
-        api = {"api_type": api_type.value, "property_columns": "*"}
-        api.update({other: CONFIGURED[other] for other in settings_of if other != setting})
+    for position, item_field in enumerate(shape.fields):
+        others: dict[str, str] = {}
+        for other in shape.fields[:position] + shape.fields[position + 1 :]:
+            if other.column is not None:
+                others[other.column] = CONFIGURED[other.column]
+        for chosen in alternatives(item_field):
+            if chosen.column is None:
+                continue
+            mapping = parse_config(
+                config_with(api_type, {**others, chosen.column: CONFIGURED[chosen.column]})
+            ).default_mapping
+            assert shape.fields_for(mapping)[position] is chosen
+        if item_field.column is None:
+            continue
         if item_field.unset is Unset.EVENT_NAME:
-            api["event_name"] = "Constant"
-        config = {"app_id": "1", "base_url": "https://heap.test", "api": api}
-        if item_field.unset is Unset.REQUIRED:
-            with pytest.raises(ConfigError, match=setting):
-                parse_config(config)
+            others["event_name"] = "Constant"
+        if item_field.unset in (Unset.REQUIRED, Unset.INSTEAD):
+            with pytest.raises(ConfigError, match=item_field.column):
+                parse_config(config_with(api_type, others))
         else:
-            assert getattr(parse_config(config).default_mapping, setting) is None
+            mapping = parse_config(config_with(api_type, others)).default_mapping
+            assert getattr(mapping, item_field.column) is None
 
 
-ITEM_COLUMNS = {
-    ApiType.TRACK: {"identity_column": "who", "event_column": "what"},
-    ApiType.ADD_USER_PROPERTIES: {"identity_column": "who"},
-    ApiType.ADD_ACCOUNT_PROPERTIES: {"account_id_column": "who"},
+ITEMS = {
+    ApiType.TRACK: (
+        {"identity_column": "who", "event_column": "what"},
+        ("identity", "event", "timestamp", "properties", "idempotency_key"),
+    ),
+    ApiType.ADD_USER_PROPERTIES: ({"identity_column": "who"}, ("identity", "properties")),
+    ApiType.ADD_ACCOUNT_PROPERTIES: ({"account_id_column": "who"}, ("account_id", "properties")),
+    ApiType.IDENTIFY: (
+        {"identity_column": "who", "user_id_column": "sdk", "timestamp_column": "when"},
+        ("identity", "user_id", "timestamp"),
+    ),
+    ApiType.DELETE_USERS: ({"user_id_column": "sdk"}, ("user_id",)),
 }
+"""Each API type's item as README's request bodies show it."""
 
 
 @pytest.mark.parametrize("api_type", list(ApiType))
-def test_an_item_has_the_fields_of_its_api_types_shape_in_order(api_type):
-    make = transformer(api_type.value, **ITEM_COLUMNS[api_type])
-    item = make({"who": "u", "what": "e", "plan": "pro"})
-    assert tuple(item) == ITEM_SHAPES[api_type].names
-    assert item["properties"]["plan"] == "pro"
+def test_an_item_has_the_fields_of_its_api_type_in_the_documented_order(api_type):
+    columns, fields = ITEMS[api_type]
+    make = transformer(api_type.value, **columns)
+    item = make({"who": "u", "what": "e", "sdk": 7, "when": 1666325394, "plan": "pro"})
+    assert tuple(item) == fields
+    assert set(fields) <= set(ITEM_SHAPES[api_type].names)
+    if "properties" in fields:
+        assert item["properties"]["plan"] == "pro"
+
+
+def test_every_field_a_dry_run_may_name_is_a_field_of_some_item():
+    named = {name for _, fields in ITEMS.values() for name in fields}
+    assert ITEM_FIELD_NAMES == named
 
 
 def test_a_flattened_name_longer_than_a_property_name_is_dropped_and_counted():
@@ -1071,3 +1121,151 @@ def test_a_flattened_name_longer_than_a_property_name_is_dropped_and_counted():
     assert item["properties"] == {"acc": "A", "k" * 1023: 1}
     assert make.stats.dropped_properties == {NAME_TOO_LONG: 1}
     assert NAME_TOO_LONG == "property name longer than 1023 characters"
+
+
+# -- user_id (track by user_id, identify, delete_users) ------------------------------------------
+MAX_USER_ID = 2**53 - 1
+
+
+def by_user_id(**api: str) -> Make:
+    return transformer("track", event_column="event", user_id_column="sdk", **api)
+
+
+def user_id_outcome(value: object) -> str | None:
+    """The user_id an event is sent with, or None when the record is invalid."""
+    try:
+        return by_user_id()({"sdk": value, "event": "e"})["user_id"]
+    except InvalidRecord as invalid:
+        assert invalid.reason.startswith("sdk ")
+        return None
+
+
+@given(st.integers(0, MAX_USER_ID))
+def test_a_user_id_in_range_is_its_decimal_text_from_an_int_a_float_or_text(number):
+    assert user_id_outcome(number) == str(number)
+    assert user_id_outcome(str(number)) == str(number)
+    assert user_id_outcome("000" + str(number)) == str(number)
+    if float(number) == number:  # every integer up to 2**53 - 1 is a float exactly
+        assert user_id_outcome(float(number)) == str(number)
+
+
+@given(st.integers().filter(lambda n: not 0 <= n <= MAX_USER_ID))
+def test_an_integer_out_of_range_makes_the_record_invalid(number):
+    assert user_id_outcome(number) is None
+    assert user_id_outcome(str(number)) is None
+    if abs(number) < 1e300:
+        assert user_id_outcome(float(number)) is None
+
+
+@given(st.floats().filter(lambda x: not (x.is_integer() and 0 <= x <= MAX_USER_ID)))
+def test_a_float_that_is_not_an_integer_in_range_makes_the_record_invalid(number):
+    assert user_id_outcome(number) is None
+
+
+@given(st.text().filter(lambda t: not (t.isascii() and t.isdigit())))
+def test_text_that_is_not_ascii_digits_makes_the_record_invalid(text):
+    assert user_id_outcome(text) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, False, "", " 12", "12 ", "+12", "-0", "1e3", "12.0", "١٢", "0x1f", [1], {"a": 1}],
+)
+def test_other_user_id_values_make_the_record_invalid(value):
+    assert user_id_outcome(value) is None
+
+
+def test_a_user_id_beyond_a_double_or_of_thousands_of_digits_is_invalid_without_a_crash():
+    lines = [
+        '{"type":"RECORD","record":{"stream":"users","data":{"sdk":1e400,"event":"e"},"emitted_at":1}}',
+        '{"type":"RECORD","record":{"stream":"users","data":{"sdk":'
+        + "9" * 5000
+        + ',"event":"e"},"emitted_at":1}}',
+        '{"type":"RECORD","record":{"stream":"users","data":{"sdk":"'
+        + "9" * 5000
+        + '","event":"e"},"emitted_at":1}}',
+    ]
+    messages = list(read_messages(lines, InputStats(), logging.getLogger("test")))
+    assert len(messages) == 3
+    for message in messages:
+        assert user_id_outcome(message.record.data["sdk"]) is None
+
+
+def test_the_user_id_reasons_name_the_column_and_never_the_value():
+    make = by_user_id()
+    assert invalid_reason(make, {"event": "e"}) == "sdk is missing or null"
+    reason = invalid_reason(make, {"sdk": "Zq9-123", "event": "e"})
+    assert reason.startswith("sdk is not a user_id") and "Zq9" not in reason
+
+
+def test_an_event_by_user_id_carries_user_id_and_never_identity():
+    item = by_user_id(timestamp_column="at")(
+        {"sdk": 42, "event": "Signed Up", "at": "2022-10-21", "identity": "x"}
+    )
+    assert list(item) == ["user_id", "event", "timestamp", "properties", "idempotency_key"]
+    assert item["user_id"] == "42" and "identity" not in item
+
+
+def identify(**api: str) -> Make:
+    return transformer("identify", identity_column="email", user_id_column="sdk", **api)
+
+
+def test_an_identify_item_is_the_identity_and_the_user_id():
+    assert identify()({"email": "a@x.io", "sdk": 7.0, "other": 1}) == {
+        "identity": "a@x.io",
+        "user_id": "7",
+    }
+
+
+@pytest.mark.parametrize("at", [None, "", "  "])
+def test_identify_leaves_an_empty_timestamp_out(at):
+    make = identify(timestamp_column="at")
+    assert "timestamp" not in make({"email": "a", "sdk": "1", "at": at})
+
+
+def test_identify_sends_a_timestamp_in_the_one_utc_form_and_refuses_a_bad_one():
+    make = identify(timestamp_column="at")
+    item = make({"email": "a", "sdk": "1", "at": "2022-10-21T06:09:54+02:00"})
+    assert item == {"identity": "a", "user_id": "1", "timestamp": "2022-10-21T04:09:54Z"}
+    assert invalid_reason(make, {"email": "a", "sdk": "1", "at": "now"}).startswith("at is not")
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ({"sdk": "1"}, "email is missing or null"),
+        ({"email": "a" * 256, "sdk": "1"}, "email is longer than 255 characters"),
+        ({"email": "a"}, "sdk is missing or null"),
+        ({"email": "a", "sdk": -1}, "sdk is not a user_id"),
+    ],
+)
+def test_identify_needs_both_a_valid_identity_and_a_valid_user_id(data, reason):
+    assert invalid_reason(identify(), data).startswith(reason)
+
+
+def deletion(**api: str) -> Make:
+    config = parse_config(
+        {
+            "app_id": "11",
+            "base_url": "https://heapanalytics.com",
+            "api": {"api_type": "delete_users", **api},
+            "api_key": "k",
+        }
+    )
+    return Make(config.default_mapping, now=lambda: FIXED_NOW)
+
+
+def test_a_deletion_is_the_user_alone_with_user_id_as_a_json_integer():
+    assert deletion(identity_column="email")({"email": 12.0, "x": 1}) == {"identity": "12"}
+    item = deletion(user_id_column="sdk")({"sdk": "0042", "x": 1})
+    assert item == {"user_id": 42} and type(item["user_id"]) is int
+    assert orjson.dumps(deletion(user_id_column="sdk")({"sdk": MAX_USER_ID})) == (
+        b'{"user_id":9007199254740991}'
+    )
+
+
+def test_a_deletion_refuses_what_identity_and_user_id_refuse():
+    assert invalid_reason(deletion(identity_column="email"), {"email": " "}) == "email is blank"
+    assert invalid_reason(deletion(user_id_column="sdk"), {"sdk": 2**53}).startswith(
+        "sdk is not a user_id"
+    )

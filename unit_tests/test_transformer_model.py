@@ -58,6 +58,7 @@ EVENT_CHARACTERS = 1024
 PROPERTY_CHARACTERS = 1023
 EXACT_INTEGER = 2**53
 DEEPEST = 254
+USER_ID_FORMS = "as a number or its digits"
 
 
 class Invalid(Exception):
@@ -78,12 +79,12 @@ class Model:
         be read makes the record invalid, and what was counted before it stays counted."""
         mapping = self.mapping
         if mapping.api_type is ApiType.TRACK:
-            item = {"identity": self.text(mapping.identity_column, data, IDENTITY_CHARACTERS)}
+            item = self.user(data, self.user_id_text)
             if mapping.event_name is not None:
                 item["event"] = mapping.event_name
             else:
                 item["event"] = self.text(mapping.event_column, data, EVENT_CHARACTERS)
-            item["timestamp"] = self.timestamp(data)
+            item["timestamp"] = self.timestamp(data) or NOW
             item["properties"] = self.properties(data)
             if mapping.idempotency_key_column is not None:
                 item["idempotency_key"] = self.text(mapping.idempotency_key_column, data, None)
@@ -97,8 +98,44 @@ class Model:
                 del properties[name]
                 self.dropped[RESERVED_ID] += 1
             return {"identity": identity, "properties": properties}
+        if mapping.api_type is ApiType.IDENTIFY:
+            item = {
+                "identity": self.text(mapping.identity_column, data, IDENTITY_CHARACTERS),
+                "user_id": self.user_id_text(mapping.user_id_column, data),
+            }
+            timestamp = self.timestamp(data)
+            if timestamp is not None:  # no timestamp: Heap takes the time of the call
+                item["timestamp"] = timestamp
+            return item
+        if mapping.api_type is ApiType.DELETE_USERS:
+            return self.user(data, lambda column, data: int(self.user_id_text(column, data)))
         account = self.text(mapping.account_id_column, data, None)
         return {"account_id": account, "properties": self.properties(data)}
+
+    def user(self, data: dict, user_id) -> dict:
+        """An event's or a deletion's user: by user_id when the mapping names its column."""
+        if self.mapping.user_id_column is not None:
+            return {"user_id": user_id(self.mapping.user_id_column, data)}
+        return {"identity": self.text(self.mapping.identity_column, data, IDENTITY_CHARACTERS)}
+
+    def user_id_text(self, column: ColumnPath | None, data: dict) -> str:
+        """Heap's "string form of an integer from 0 to 2^53-1", in decimal: from an integer, an
+        integral float, or text of ASCII digits alone (leading zeros dropped)."""
+        assert column is not None
+        value, name = self.lookup(column, data), column.name
+        if value is None:
+            raise Invalid(f"{name} is missing or null")
+        number: int | None = None
+        if type(value) is int:
+            number = value
+        elif type(value) is float and value.is_integer():
+            number = int(value)
+        elif type(value) is str and value.isascii() and value.isdigit():
+            digits = value.lstrip("0") or "0"
+            number = int(digits) if len(digits) <= 16 else None
+        if number is None or not 0 <= number < EXACT_INTEGER:
+            raise Invalid(f"{name} is not a user_id (an integer from 0 to 2^53-1, {USER_ID_FORMS})")
+        return str(number)
 
     def hashed(self, data: dict, stream: bytes) -> str:
         try:
@@ -157,13 +194,14 @@ class Model:
         return None
 
     # -- timestamp --------------------------------------------------------------------------
-    def timestamp(self, data: dict) -> str:
+    def timestamp(self, data: dict) -> str | None:
+        """The record's time; None when it has none (an event then takes the time of loading)."""
         column = self.mapping.timestamp_column
         if column is None:
-            return NOW
+            return None
         value = self.lookup(column, data)
         if value is None or (type(value) is str and value.strip() == ""):
-            return NOW
+            return None
         normalised = normalise_timestamp(value)
         if normalised is None:
             raise Invalid(f"{column.name} is not a date-time (ISO 8601, date text or epoch)")
@@ -314,6 +352,8 @@ PATHS = [
     "ID",
     "flag",
     "deep",
+    "sdk",
+    "meta.sdk",
 ]
 RENAMES = ["x", "x.y", "full_name", "id", "Id", "m", "a.b", "q" * 1023]
 SINGLE = st.sampled_from(PATHS)
@@ -331,6 +371,8 @@ ENCLOSING = st.sampled_from(
 TEXT_COLUMNS = st.sampled_from(["user", "meta.user", "name", "meta.kind", "list.0", "n"]) | SINGLE
 """Columns that hold text in the loadable records half of the time, so items are common."""
 TIME_COLUMNS = st.sampled_from(["at", "meta.at", "n"]) | SINGLE
+USER_ID_COLUMNS = st.sampled_from(["sdk", "meta.sdk"]) | st.sampled_from(["n", "list.1"]) | SINGLE
+"""Columns that hold user_ids in the loadable records half of the time."""
 
 
 @st.composite
@@ -341,8 +383,14 @@ def mappings(draw) -> ColumnMapping:
     api: dict[str, str] = {"api_type": api_type.value}
     if api_type is ApiType.ADD_ACCOUNT_PROPERTIES:
         api["account_id_column"] = draw(TEXT_COLUMNS)
+    elif api_type in (ApiType.TRACK, ApiType.DELETE_USERS) and draw(st.booleans()):
+        api["user_id_column"] = draw(USER_ID_COLUMNS)
     else:
         api["identity_column"] = draw(TEXT_COLUMNS)
+    if api_type is ApiType.IDENTIFY:
+        api["user_id_column"] = draw(USER_ID_COLUMNS)
+        if draw(st.booleans()):
+            api["timestamp_column"] = draw(TIME_COLUMNS)
     if api_type is ApiType.TRACK:
         if draw(st.booleans()):
             api["event_column"] = draw(TEXT_COLUMNS)
@@ -366,7 +414,9 @@ def mappings(draw) -> ColumnMapping:
     api["property_columns"] = ", ".join(columns)
     api["exclude_columns"] = ", ".join(draw(st.lists(SINGLE, max_size=3)))
     try:
-        config = parse_config({"app_id": "11", "base_url": "https://heap.test", "api": api})
+        config = parse_config(
+            {"app_id": "11", "base_url": "https://heap.test", "api": api, "api_key": "k"}
+        )
     except ConfigError:
         assume(False)
     return config.default_mapping
@@ -431,7 +481,7 @@ NUMBERS = (
     | st.floats(allow_nan=False, allow_infinity=False)
 )
 KEYS = st.sampled_from(
-    ["user", "n", "name", "meta", "list", "a", "b", "c", "a.b", "b.c", "k", "kind", "at"]
+    ["user", "n", "name", "meta", "list", "a", "b", "c", "a.b", "b.c", "k", "kind", "at", "sdk"]
     + ["secret", "id", "ID", "iD", "flag", "tags", "deep", "0", "1", "", "x.", ".y"]
 )
 SCALARS = st.none() | st.booleans() | NUMBERS | TEXTS
@@ -440,13 +490,30 @@ VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4),
     max_leaves=12,
 ) | st.sampled_from([DEEPEST - 3, DEEPEST - 1, DEEPEST, DEEPEST + 1, 300]).map(nested)
+USER_IDS = (
+    st.sampled_from(
+        [0, 42, 2**53 - 1, 2**53, -1, 7.0, 7.5, 2.0**53, "0042", "0", "", " 1", "+1", "1e3", "12.0"]
+        + ["١٢", "9" * 17, "0" * 20 + "1", "9" * 5000, True, RawNumber("1e400"), [1], {"a": 1}]
+    )
+    | st.integers(2**53 - 2, 2**53 + 1)
+    | st.integers(2**53 - 2, 2**53 + 1).map(str)
+    | st.integers()
+    | st.text(alphabet="0123456789", max_size=18)
+)
+"""user_id values: in range and out of it, as numbers and as text, and what is neither."""
 LOADABLE = st.fixed_dictionaries(
     {
         "user": st.sampled_from(["u-1", "jane@example.com", 42, 2.5, "x" * 255, "x" * 256]),
         "n": st.integers(0, 10**6),
         "name": st.sampled_from(["Jane", "Order Completed", "e" * 1024, "e" * 1025]),
+        "sdk": USER_IDS,
         "meta": st.fixed_dictionaries(
-            {"user": st.just("u-2"), "kind": st.just("Signed Up"), "at": st.just(1666325394)}
+            {
+                "user": st.just("u-2"),
+                "kind": st.just("Signed Up"),
+                "at": st.just(1666325394),
+                "sdk": USER_IDS,
+            }
         ),
         "list": st.just(["a", {"k": 1}, None]),
         "at": st.sampled_from(["2022-10-21T04:09:54Z", 1666325394622, None]),
