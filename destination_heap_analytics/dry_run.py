@@ -21,6 +21,7 @@ from destination_heap_analytics.column_report import schema_paths
 from destination_heap_analytics.config import ApiType, ColumnMapping, Pacing
 from destination_heap_analytics.delivery import Batch, DeliveryStats
 from destination_heap_analytics.stats import RouteStats
+from destination_heap_analytics.transformer import ITEM_FIELD_NAMES
 
 SHAPES_SHOWN = 3
 """Items per stream whose shape a dry run logs."""
@@ -162,9 +163,8 @@ def known_property_names(mapping: ColumnMapping, json_schema: object) -> frozens
     return frozenset(names)
 
 
-ITEM_FIELDS = frozenset(
-    {"identity", "user_id", "event", "timestamp", "properties", "idempotency_key", "account_id"}
-)
+ITEM_FIELDS = ITEM_FIELD_NAMES
+"""The fields a shape may name: those of some API type's item (`transformer.ITEM_SHAPES`)."""
 UNLISTED = "<a key from the data>"
 
 

@@ -6,9 +6,9 @@ writes as `null`, so `1e400`, `-1e400` and `null` would give one idempotency key
 an integer of more than 4300 digits (Python's limit on converting text to int), which would lose
 the whole line. The reader's exact parser (`input_reader._parse_exactly`) calls the two hooks
 below instead, and such a number reaches the transformer as a `RawNumber`: its literal text,
-which the transformer's rules send, refuse or hash exactly (`transformer.put_scalar`, `as_text`,
-`to_json`). A number too small for a double (`1e-400`) becomes 0, as every float literal is
-rounded to the nearest double.
+which the transformer's rules send, refuse or hash exactly (`transformer.put_value`,
+`number_as_text`, `to_json`). A number too small for a double (`1e-400`) becomes 0, as every
+float literal is rounded to the nearest double.
 """
 
 from __future__ import annotations

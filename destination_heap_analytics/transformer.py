@@ -1,9 +1,10 @@
 """Record data -> one Heap item, following the column mapping.
 
 The rules are the contract documented in the README ("Transformation rules"); each one lives in
-a function here. Once per sync, `transform_codegen` compiles the mapping into one flat function
-that handles the common cases inline and calls these functions for the rest. A record is only
-flattened when the property columns are `*`.
+a function here, and the fields of each API type's item in one table, `ITEM_SHAPES`. Once per
+stream, `compile_transform` reads that table and the mapping into a few closures and tuples, so
+each record costs calls to the rule functions and nothing else: no rule is restated anywhere.
+A record is only flattened when the property columns are `*`.
 
 Nothing here ever puts a record value into a message: an invalid record is described by the
 column name and a reason only.
@@ -18,15 +19,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from enum import Enum
 from typing import Any
 
 import orjson
 import pendulum
 
 from destination_heap_analytics import heap_limits
-from destination_heap_analytics.config import ColumnMapping, ColumnPath
+from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath, PropertyColumn
 from destination_heap_analytics.json_numbers import RawNumber
-from destination_heap_analytics.transform_codegen import compile_transform
 
 Getter = Callable[[dict], Any]
 HeapItem = dict
@@ -50,6 +51,9 @@ NUMBER_TOO_LONG = f"number longer than {MAX_VALUE} characters as text"
 EMPTY_NAME = "property name with an empty part"
 COLLIDING_NAME = "property names that collide after flattening (fewest parts kept)"
 ENCLOSED_COLLISION = "property names two nested columns give different values (outer column kept)"
+NAME_TOO_LONG = f"property name longer than {MAX_KEY} characters"
+NOT_FINITE = "property value not a finite number"
+RESERVED_ID = "user property named 'id' (reserved by Heap)"
 
 
 class InvalidRecord(Exception):
@@ -131,11 +135,11 @@ def flatten_value(
         leaves = resolve_collisions(value, path, stats, excluded)
     if name is None or name == path:
         for key, leaf in leaves.items():
-            put_scalar(out, key, leaf, stats)
+            put_value(out, key, leaf, stats)
     else:
         cut = len(path)
         for key, leaf in leaves.items():
-            put_scalar(out, name + key[cut:], leaf, stats)
+            put_value(out, name + key[cut:], leaf, stats)
 
 
 def has_empty_part(name: str) -> bool:
@@ -244,38 +248,6 @@ def without_excluded(value: Any, path: str, excluded: frozenset[str], depth: int
     }
 
 
-def put_scalar(out: dict, key: str, value: Any, stats: TransformStats) -> None:
-    """Store a string, number or boolean property; drop what Heap cannot hold, counted."""
-    if value is None:
-        return
-    if len(key) > MAX_KEY:
-        stats.drop("property name longer than 1023 characters")
-        return
-    kind = type(value)
-    if kind is str:
-        if len(value) > MAX_VALUE:
-            value = value[:MAX_VALUE]
-            stats.truncated_values += 1
-    elif kind is int:
-        if not -MAX_EXACT_INTEGER <= value <= MAX_EXACT_INTEGER:
-            value = integer_text(value)  # exact digits: JSON readers round beyond 2**53
-            if value is None:
-                stats.drop(NUMBER_TOO_LONG)
-                return
-    elif kind is float:
-        if not math.isfinite(value):
-            stats.drop("property value not a finite number")
-            return
-    elif kind is RawNumber:  # beyond a double's range: its text, never infinity or null
-        if len(value.text) > MAX_VALUE:
-            stats.drop(NUMBER_TOO_LONG)
-            return
-        value = value.text
-    elif kind is not bool:
-        value = str(value)
-    out[key] = value
-
-
 def integer_text(value: int) -> str | None:
     """An integer's exact decimal text, or None when it is longer than a Heap value (the sign
     counts: Heap stores the text). The bit length first refuses what is certainly too long, so
@@ -314,22 +286,50 @@ def put_value(
     path: str | None = None,
     excluded: frozenset[str] = NOTHING_EXCLUDED,
 ) -> None:
-    """An explicit column's value, sent under `name`: objects give their leaves, lists are
-    joined, scalars checked.
+    """A value sent under `name`: objects give their leaves, lists are joined, and a string,
+    number or boolean is stored as Heap can hold it, or dropped and counted.
 
     `depth` is where the value sits in the record (2 for a top-level column), `path` the column
     as written when `name` renames it, `excluded` the excluded record paths under the column.
+    One function for all three, so a listed scalar column costs one call, and every leaf of an
+    object meets the same checks.
     """
     kind = type(value)
-    path = name if path is None else path
     if kind is dict:
-        flatten_value(value, path, out, stats, depth, excluded, name)
-    elif kind is list:
+        flatten_value(value, name if path is None else path, out, stats, depth, excluded, name)
+        return
+    if kind is list:
         if excluded:
-            value = without_excluded(value, path, excluded, depth)
-        put_scalar(out, name, join_list(value, depth), stats)
-    else:
-        put_scalar(out, name, value, stats)
+            value = without_excluded(value, name if path is None else path, excluded, depth)
+        value = join_list(value, depth)
+        kind = str
+    if value is None:
+        return
+    if len(name) > MAX_KEY:
+        stats.drop(NAME_TOO_LONG)
+        return
+    if kind is str:
+        if len(value) > MAX_VALUE:
+            value = value[:MAX_VALUE]
+            stats.truncated_values += 1
+    elif kind is int:
+        if not -MAX_EXACT_INTEGER <= value <= MAX_EXACT_INTEGER:
+            value = integer_text(value)  # exact digits: JSON readers round beyond 2**53
+            if value is None:
+                stats.drop(NUMBER_TOO_LONG)
+                return
+    elif kind is float:
+        if not math.isfinite(value):
+            stats.drop(NOT_FINITE)
+            return
+    elif kind is RawNumber:  # beyond a double's range: its text, never infinity or null
+        if len(value.text) > MAX_VALUE:
+            stats.drop(NUMBER_TOO_LONG)
+            return
+        value = value.text
+    elif kind is not bool:
+        value = str(value)
+    out[name] = value
 
 
 def merge_enclosed(out: dict, produced: dict, stats: TransformStats) -> None:
@@ -356,14 +356,18 @@ def to_json(value: Any, depth: int = 1, sort_keys: bool = False) -> bytes:
 
     orjson first; it refuses integers wider than 64 bits, nesting past its limit and
     `RawNumber`s, which the standard library then writes exactly (`exact_json` for a value that
-    holds a RawNumber), or the record is too deeply nested.
+    holds a RawNumber), or the record is too deeply nested. `depth` is where the value sits (the
+    record is 1): orjson's limit counts from the value, so it is the connector's only for a
+    whole record, and a value deeper in the record (an object in a list column) is measured
+    first, so that it is refused as it would be under `*`.
     """
+    if depth > 1:
+        refuse_too_deep(value, depth)
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
     except (orjson.JSONEncodeError, TypeError):
         pass
-    if depth - 1 + nesting_depth(value) > MAX_NESTING_DEPTH:
-        raise InvalidRecord(TOO_DEEP)
+    refuse_too_deep(value, depth)
     try:
         text = json.dumps(value, sort_keys=sort_keys, **STANDARD_JSON)
     except ValueError:  # an integer of more than 4300 digits, or a non-finite float
@@ -407,6 +411,13 @@ def exact_json(value: Any, sort_keys: bool) -> str:
         raise InvalidRecord(UNWRITABLE_NUMBER) from None
 
 
+def refuse_too_deep(value: Any, depth: int) -> None:
+    """InvalidRecord when `value`, at `depth` in the record, holds a container deeper than
+    MAX_NESTING_DEPTH."""
+    if depth - 1 + nesting_depth(value) > MAX_NESTING_DEPTH:
+        raise InvalidRecord(TOO_DEEP)
+
+
 def nesting_depth(value: Any) -> int:
     """Containers on the deepest path (a scalar is 0, `{}` is 1); iterative, any depth."""
     deepest = 0
@@ -422,8 +433,8 @@ def nesting_depth(value: Any) -> int:
 
 
 # -- identity, account id, event -----------------------------------------------------------------
-def as_text(value: Any) -> str | None:
-    """Identity, account id, event name: strings, or numbers written exactly as text; else None.
+def number_as_text(value: Any) -> str | None:
+    """A number written exactly as text, for a field that takes text; None for anything else.
 
     A float can stand for an integer only below 2**53: 2**53 itself is also what
     `9007199254740993.0` parses to, so from there on two distinct ids could have become one,
@@ -431,8 +442,6 @@ def as_text(value: Any) -> str | None:
     (`RawNumber`) is such a float too.
     """
     kind = type(value)
-    if kind is str:
-        return value
     if kind is int:
         return integer_text(value)
     if kind is float and math.isfinite(value):
@@ -480,10 +489,12 @@ def user_id_number(value: Any, column: str) -> int:
 
 
 def required_text(value: Any, column: str, max_length: int | None) -> str:
-    if value is None:
-        raise InvalidRecord(f"{column} is missing or null")
-    text = as_text(value)
+    """Identity, account id, event name, a key column: a string, or a number written exactly
+    as text; the record is invalid when it is neither, is blank, or exceeds `max_length`."""
+    text = value if type(value) is str else number_as_text(value)
     if text is None:
+        if value is None:
+            raise InvalidRecord(f"{column} is missing or null")
         if type(value) in NUMBER_TYPES:
             raise InvalidRecord(f"{column} is a number too large to be written exactly")
         raise InvalidRecord(f"{column} is not a string or number")
@@ -579,50 +590,6 @@ def _parse_date_text(text: str) -> str | None:
     return None  # a time of day, a duration or an interval
 
 
-class RecordTransformer:
-    """Turns record data into the Heap item for the configured API type.
-
-    `transform(data, stream_key)` raises InvalidRecord; `stats` counts values changed on the way
-    (truncations, dropped properties). The function itself is generated once per stream by
-    `transform_codegen` from this mapping, and calls back into the rule functions of this
-    module (`rules_for`) for everything but the common cases.
-    """
-
-    def __init__(
-        self,
-        mapping: ColumnMapping,
-        now: Callable[[], str] | None = None,
-        stats: TransformStats | None = None,
-    ) -> None:
-        """`now` gives the timestamp of items without one (injectable for tests); `stats` is
-        where the changes to values are counted (the route's)."""
-        self.mapping = mapping
-        self.stats = stats if stats is not None else TransformStats()
-        rules = rules_for(self.stats, now or now_iso8601)
-        self.transform: Callable[[dict, bytes], HeapItem] = compile_transform(mapping, rules)
-
-
-def rules_for(stats: TransformStats, now: Callable[[], str]) -> dict[str, Any]:
-    """The rule functions the generated transform calls, each named once, bound to a route's
-    `stats` and clock. unit_tests/test_transform_paths.py composes the same functions without
-    code generation and checks that both give the same items on generated records."""
-    return {
-        "required_text": required_text,
-        "read_timestamp": lambda value, column: read_timestamp(value, column, now),
-        "optional_timestamp": optional_timestamp,
-        "user_id_text": user_id_text,
-        "user_id_number": user_id_number,
-        "is_canonical_timestamp": is_canonical_timestamp,
-        "put_value": put_value,
-        "merge_enclosed": lambda out, produced: merge_enclosed(out, produced, stats),
-        "flatten_value": flatten_value,
-        "drop_reserved_id": lambda properties: drop_reserved_id(properties, stats),
-        "compile_getter": compile_getter,
-        "record_hash": record_hash,
-        "stats": stats,
-    }
-
-
 def read_timestamp(value: Any, column: str | None, now: Callable[[], str]) -> str:
     """The event's time: a date-time in the one UTC form, `now()` when the value is empty."""
     found = optional_timestamp(value, column)
@@ -632,19 +599,19 @@ def read_timestamp(value: Any, column: str | None, now: Callable[[], str]) -> st
 def optional_timestamp(value: Any, column: str | None) -> str | None:
     """A date-time in the one UTC form; None when the value is empty (identify then sends no
     timestamp, and Heap takes the time of the call)."""
+    normalised = normalise_timestamp(value)
+    if normalised is not None:
+        return normalised
     if value is None or (type(value) is str and not value.strip()):
         return None
-    normalised = normalise_timestamp(value)
-    if normalised is None:
-        raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")
-    return normalised
+    raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")
 
 
 def drop_reserved_id(properties: dict, stats: TransformStats) -> None:
     """Heap rejects a user property named `id` in any casing; drop it instead of the user."""
     for key in [k for k in properties if len(k) == 2 and k.lower() == "id"]:
         del properties[key]
-        stats.drop("user property named 'id' (reserved by Heap)")
+        stats.drop(RESERVED_ID)
 
 
 def record_hash(data: dict, stream_key: bytes) -> str:
@@ -661,3 +628,285 @@ def record_hash(data: dict, stream_key: bytes) -> str:
 def stream_key(namespace: str | None, name: str) -> bytes:
     """The stream part of the idempotency hash; namespaced streams of one name differ."""
     return orjson.dumps([namespace, name]) + b"\n"
+
+
+# -- the item of each API type -------------------------------------------------------------------
+class Fill(Enum):
+    """The rule an item field's value is read by."""
+
+    TEXT = "the column's value as text (`required_text`)"
+    TIMESTAMP = "the column's value as a point in time (`read_timestamp`)"
+    OPTIONAL_TIMESTAMP = "a point in time, the field left out when empty (`optional_timestamp`)"
+    USER_ID_TEXT = "the column's value as Heap's user_id, in decimal text (`user_id_text`)"
+    USER_ID_NUMBER = "the column's value as Heap's user_id, a JSON integer (`user_id_number`)"
+    PROPERTIES = "the property columns, or every leaf for `*` (`put_value`, `flatten_value`)"
+
+
+class Unset(Enum):
+    """What a field holds when the mapping names no column for it."""
+
+    REQUIRED = "nothing: the config refuses a mapping without the column"
+    EVENT_NAME = "the mapping's constant `event_name`"
+    NOW = "the time of loading"
+    RECORD_HASH = "a hash of the record and its stream (`record_hash`)"
+    OMITTED = "nothing: the field is left out of the item"
+    INSTEAD = "the field's `instead` (an event's user: its user_id, else its identity)"
+
+
+@dataclass(frozen=True)
+class ItemField:
+    """One field of a Heap item: its key, the rule that fills it, and the `ColumnMapping`
+    setting that names its column (`identity_column`)."""
+
+    name: str
+    fill: Fill
+    column: str | None = None
+    max_length: int | None = None
+    """The longest text Heap documents for the field; None where it documents none."""
+    unset: Unset = Unset.REQUIRED
+    instead: ItemField | None = None
+    """With `Unset.INSTEAD`: the field sent in this one's place (Heap takes either, not both,
+    and the config requires exactly one of the two columns)."""
+
+    @property
+    def may_be_left_out(self) -> bool:
+        """Whether an item can lack the field even when the mapping names its column."""
+        return self.fill is Fill.OPTIONAL_TIMESTAMP
+
+    def chosen(self, mapping: ColumnMapping) -> ItemField | None:
+        """The field a mapping's items carry in this one's place; None when they lack it."""
+        if self.column is None or getattr(mapping, self.column) is not None:
+            return self
+        if self.unset is Unset.INSTEAD:
+            assert self.instead is not None
+            return self.instead.chosen(mapping)
+        if self.unset is Unset.OMITTED:
+            return None
+        return self
+
+
+@dataclass(frozen=True)
+class ItemShape:
+    """The fields of one API type's item, in the order they are sent, and whether Heap reserves
+    the property name `id` (it rejects the whole user for one)."""
+
+    fields: tuple[ItemField, ...]
+    reserved_id: bool = False
+
+    def __post_init__(self) -> None:
+        """A field that may be left out comes after every field that may not, so the items of
+        one mapping have one order whichever fields they carry."""
+        optional = [item_field.may_be_left_out for item_field in self.fields]
+        assert optional == sorted(optional), "fields that may be left out come last"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every key an item of this API type may have, alternatives included."""
+        names: list[str] = []
+        for item_field in self.fields:
+            current: ItemField | None = item_field
+            while current is not None:
+                names.append(current.name)
+                current = current.instead
+        return tuple(names)
+
+    def fields_for(self, mapping: ColumnMapping) -> tuple[ItemField, ...]:
+        """The fields a mapping's items carry, in order."""
+        chosen = (item_field.chosen(mapping) for item_field in self.fields)
+        return tuple(item_field for item_field in chosen if item_field is not None)
+
+
+IDENTITY = ItemField("identity", Fill.TEXT, "identity_column", heap_limits.MAX_IDENTITY_LENGTH)
+PROPERTIES = ItemField("properties", Fill.PROPERTIES)
+USER_ID_TEXT = ItemField("user_id", Fill.USER_ID_TEXT, "user_id_column")
+EVENT_USER = ItemField(
+    "user_id", Fill.USER_ID_TEXT, "user_id_column", unset=Unset.INSTEAD, instead=IDENTITY
+)
+DELETED_USER = ItemField(
+    "user_id", Fill.USER_ID_NUMBER, "user_id_column", unset=Unset.INSTEAD, instead=IDENTITY
+)
+
+ITEM_SHAPES: dict[ApiType, ItemShape] = {
+    ApiType.TRACK: ItemShape(
+        (
+            EVENT_USER,
+            ItemField(
+                "event",
+                Fill.TEXT,
+                "event_column",
+                heap_limits.MAX_EVENT_NAME_LENGTH,
+                Unset.EVENT_NAME,
+            ),
+            ItemField("timestamp", Fill.TIMESTAMP, "timestamp_column", unset=Unset.NOW),
+            PROPERTIES,
+            ItemField(
+                "idempotency_key", Fill.TEXT, "idempotency_key_column", unset=Unset.RECORD_HASH
+            ),
+        )
+    ),
+    ApiType.ADD_USER_PROPERTIES: ItemShape((IDENTITY, PROPERTIES), reserved_id=True),
+    ApiType.ADD_ACCOUNT_PROPERTIES: ItemShape(
+        (ItemField("account_id", Fill.TEXT, "account_id_column"), PROPERTIES)
+    ),
+    ApiType.IDENTIFY: ItemShape(
+        (
+            IDENTITY,
+            USER_ID_TEXT,
+            ItemField(
+                "timestamp", Fill.OPTIONAL_TIMESTAMP, "timestamp_column", unset=Unset.OMITTED
+            ),
+        )
+    ),
+    ApiType.DELETE_USERS: ItemShape((DELETED_USER,)),
+}
+"""Every API type's item, stated once: the transform is compiled from it, and a dry run's
+description of an item names only its fields."""
+
+ITEM_FIELD_NAMES = frozenset(name for shape in ITEM_SHAPES.values() for name in shape.names)
+
+
+# -- compiling a mapping ---------------------------------------------------------------------------
+Transform = Callable[[dict, bytes], HeapItem]
+Reader = Callable[[dict, bytes], Any]
+"""One field's value from the record data and the stream's key (`stream_key`)."""
+
+
+class RecordTransformer:
+    """Turns record data into the Heap item for the configured API type.
+
+    `transform(data, stream_key)` raises InvalidRecord; `stats` counts values changed on the way
+    (truncations, dropped properties). It is compiled once per stream (`compile_transform`).
+    """
+
+    def __init__(
+        self,
+        mapping: ColumnMapping,
+        now: Callable[[], str] | None = None,
+        stats: TransformStats | None = None,
+    ) -> None:
+        """`now` gives the timestamp of items without one (injectable for tests); `stats` is
+        where the changes to values are counted (the route's)."""
+        self.mapping = mapping
+        self.stats = stats if stats is not None else TransformStats()
+        self.transform: Transform = compile_transform(mapping, self.stats, now or now_iso8601)
+
+
+def compile_transform(
+    mapping: ColumnMapping, stats: TransformStats, now: Callable[[], str]
+) -> Transform:
+    """The mapping's transform: one reader per field its items carry (`ItemShape.fields_for`),
+    each a closure over what the mapping fixes (getters, names, limits), so a record costs the
+    rule functions' own work and little else (figures in docs/performance.md)."""
+    shape = ITEM_SHAPES[mapping.api_type]
+    fields = shape.fields_for(mapping)
+    always = tuple(
+        (item_field.name, compile_field(item_field, shape, mapping, stats, now))
+        for item_field in fields
+        if not item_field.may_be_left_out
+    )
+    optional = tuple(
+        (item_field.name, compile_field(item_field, shape, mapping, stats, now))
+        for item_field in fields
+        if item_field.may_be_left_out
+    )
+
+    def transform(data: dict, stream_key: bytes = b"") -> HeapItem:
+        item = {}
+        for name, read in always:
+            item[name] = read(data, stream_key)
+        for name, read in optional:  # last, as `ItemShape` keeps them
+            value = read(data, stream_key)
+            if value is not None:
+                item[name] = value
+        return item
+
+    return transform
+
+
+def compile_field(
+    item_field: ItemField,
+    shape: ItemShape,
+    mapping: ColumnMapping,
+    stats: TransformStats,
+    now: Callable[[], str],
+) -> Reader:
+    """The reader of one field: the field's rule applied to the value of its column, or what
+    the field holds when the mapping names no column (`Unset`)."""
+    fill = item_field.fill
+    if fill is Fill.PROPERTIES:
+        return compile_properties(mapping, shape.reserved_id, stats)
+    assert item_field.column is not None
+    column: ColumnPath | None = getattr(mapping, item_field.column)
+    if column is None:
+        return compile_unset(item_field, mapping, now)
+    get, name, limit = compile_getter(column), column.name, item_field.max_length
+    if fill is Fill.TEXT:
+        return lambda data, _stream: required_text(get(data), name, limit)
+    if fill is Fill.TIMESTAMP:
+        return lambda data, _stream: read_timestamp(get(data), name, now)
+    if fill is Fill.OPTIONAL_TIMESTAMP:
+        return lambda data, _stream: optional_timestamp(get(data), name)
+    if fill is Fill.USER_ID_TEXT:
+        return lambda data, _stream: user_id_text(get(data), name)
+    return lambda data, _stream: user_id_number(get(data), name)
+
+
+def compile_unset(item_field: ItemField, mapping: ColumnMapping, now: Callable[[], str]) -> Reader:
+    """A field without a column: the constant event name, the time of loading, or the hash; a
+    required column the config let through is an error when the stream's route is built, not
+    on the first record."""
+    unset = item_field.unset
+    if unset is Unset.EVENT_NAME:
+        event = mapping.event_name
+        return lambda data, _stream: event
+    if unset is Unset.NOW:
+        return lambda data, _stream: now()
+    if unset is Unset.RECORD_HASH:
+        return record_hash
+    raise ValueError(f"the mapping names no {item_field.column}, which the config requires")
+
+
+PropertyPlan = tuple[Getter, str, int, str, frozenset[str]]
+"""A listed property column, as `put_value` takes it: getter, property name, depth of its value
+in the record, the column as written, the excluded record paths under it."""
+
+
+def compile_properties(mapping: ColumnMapping, reserved_id: bool, stats: TransformStats) -> Reader:
+    """The properties reader: every leaf (`*`), or the listed columns in the config's order, a
+    column inside another after the columns that hold it (`merge_enclosed`)."""
+    excluded = mapping.exclude_columns
+    if mapping.property_columns is None:
+
+        def every_leaf(data: dict, _stream: bytes) -> dict:
+            out: dict = {}
+            flatten_value(data, "", out, stats, 1, excluded)
+            if reserved_id:
+                drop_reserved_id(out, stats)
+            return out
+
+        return every_leaf
+    listed = mapping.property_columns
+    outer = tuple(plan_column(column, excluded) for column in listed if not column.enclosed)
+    inner = tuple(plan_column(column, excluded) for column in listed if column.enclosed)
+
+    def columns(data: dict, _stream: bytes) -> dict:
+        out: dict = {}
+        for get, name, depth, path, below in outer:
+            put_value(out, name, get(data), stats, depth, path, below)
+        for get, name, depth, path, below in inner:  # after every column that encloses them
+            produced: dict = {}
+            put_value(produced, name, get(data), stats, depth, path, below)
+            merge_enclosed(out, produced, stats)
+        if reserved_id:
+            drop_reserved_id(out, stats)
+        return out
+
+    return columns
+
+
+def plan_column(column: PropertyColumn, excluded: frozenset[str]) -> PropertyPlan:
+    """What `put_value` needs of a listed column, computed once: its value sits one level below
+    its path's parts (the record is depth 1), and only the exclusions under it can apply."""
+    path = column.path.name
+    below = frozenset(name for name in excluded if name.startswith(f"{path}."))
+    return (compile_getter(column.path), column.name, len(column.path.segments) + 1, path, below)

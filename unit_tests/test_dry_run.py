@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from destination_heap_analytics.config import ApiType
 from destination_heap_analytics.delivery import Batch, DeliveryStats
 from destination_heap_analytics.dry_run import (
     SHAPES_SHOWN,
@@ -13,6 +16,7 @@ from destination_heap_analytics.dry_run import (
     PreviewSample,
     describe_shape,
 )
+from destination_heap_analytics.transformer import ITEM_SHAPES
 
 ITEM = {
     "identity": "jane@example.com",
@@ -29,6 +33,15 @@ def test_a_shape_has_names_types_and_lengths_and_never_values():
         f"note: text(13), {UNLISTED}: number}}, idempotency_key: text(32)"
     )
     assert "jane" not in shape and "door" not in shape and "12.5" not in shape
+
+
+@pytest.mark.parametrize("api_type", list(ApiType))
+def test_a_shape_names_every_field_of_each_api_types_item_and_no_other_key(api_type):
+    names = ITEM_SHAPES[api_type].names
+    item = {name: {} if name == "properties" else "v" for name in names}
+    shape = describe_shape({**item, "jane@example.com": "v"}, frozenset())
+    shown = [part.split(":")[0] for part in shape.split(", ")]
+    assert shown == [*names, UNLISTED]
 
 
 def test_list_positions_match_the_declared_name_with_0():

@@ -19,19 +19,24 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from destination_heap_analytics.config import ConfigError, parse_config
+from destination_heap_analytics.config import ApiType, ConfigError, parse_config
 from destination_heap_analytics.input_reader import read_messages
 from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.transformer import (
     COLLIDING_NAME,
     EMPTY_NAME,
     ENCLOSED_COLLISION,
+    ITEM_FIELD_NAMES,
+    ITEM_SHAPES,
     MAX_NESTING_DEPTH,
+    NAME_TOO_LONG,
     NUMBER_TOO_LONG,
     TOO_DEEP,
     InvalidRecord,
+    ItemField,
     RecordTransformer,
     TransformStats,
+    Unset,
     compile_getter,
     normalise_timestamp,
     now_iso8601,
@@ -54,7 +59,9 @@ class Make(RecordTransformer):
 
 def transformer(api_type: str, **api: str) -> Make:
     api = {"api_type": api_type, "property_columns": "*", **api}
-    config = parse_config({"app_id": "11", "base_url": "https://heapanalytics.com", "api": api})
+    config = parse_config(
+        {"app_id": "11", "base_url": "https://heapanalytics.com", "api": api, "api_key": "k"}
+    )
     return Make(config.default_mapping, now=lambda: FIXED_NOW)
 
 
@@ -559,6 +566,24 @@ def test_deep_records_are_invalid_beyond_the_limit_and_never_crash(depth):
             assert invalid_reason(make, data) == TOO_DEEP
 
 
+@pytest.mark.parametrize("extra_levels", [0, 1])
+@pytest.mark.parametrize("exclusion", ["", "tags.0.none"])
+def test_an_object_in_a_list_column_is_held_to_the_depth_limit_as_under_star(
+    extra_levels, exclusion
+):
+    # orjson's own limit counts from the value it writes, so an object in a list column could
+    # reach 2 levels deeper than the limit, and only without an exclusion under the column.
+    element = nested(MAX_NESTING_DEPTH - 2 + extra_levels)  # the record and the list: 2 more
+    data = {"acc": "A", "tags": ["x", element]}
+    api = {"account_id_column": "acc", "exclude_columns": exclusion}
+    for columns in ("tags", "*"):
+        make = transformer("add_account_properties", property_columns=columns, **api)
+        if extra_levels:
+            assert invalid_reason(make, data) == TOO_DEEP
+        else:
+            assert make(data)["account_id"] == "A"
+
+
 def test_star_resolves_name_collisions_the_same_way_in_any_key_order():
     make = transformer("add_account_properties", account_id_column="acc", property_columns="*")
     one = make({"acc": "A", "a.b": "literal", "a": {"b": "nested"}})
@@ -1000,6 +1025,102 @@ def test_no_property_is_ever_overwritten_silently(entries, data):
     assert make.stats.dropped_properties.get(ENCLOSED_COLLISION, 0) == expected_collisions
     reordered = {key: data[key] for key in reversed(list(data))}
     assert make({"acc": "A", **reordered})["properties"] == item["properties"]
+
+
+# -- the item table (ITEM_SHAPES) -----------------------------------------------------------
+CONFIGURED = {
+    "identity_column": "who",
+    "user_id_column": "sdk",
+    "event_column": "what",
+    "timestamp_column": "when",
+    "idempotency_key_column": "key",
+    "account_id_column": "who",
+}
+
+
+def alternatives(item_field: ItemField) -> list[ItemField]:
+    """The field and those sent in its place, in order."""
+    chain: list[ItemField] = []
+    current: ItemField | None = item_field
+    while current is not None:
+        chain.append(current)
+        current = current.instead
+    return chain
+
+
+def config_with(api_type: ApiType, settings: dict[str, str]) -> dict:
+    api = {"api_type": api_type.value, "property_columns": "*", **settings}
+    return {"app_id": "1", "base_url": "https://heap.test", "api": api, "api_key": "k"}
+
+
+@pytest.mark.parametrize("api_type", list(ApiType))
+def test_the_config_requires_exactly_the_columns_the_item_table_cannot_do_without(api_type):
+    """For each field: each of its alternatives alone is a valid mapping whose items carry
+    that alternative; none of them is refused, naming the column, unless the table says what
+    the field holds without one."""
+    shape = ITEM_SHAPES[api_type]
+    for position, item_field in enumerate(shape.fields):
+        others: dict[str, str] = {}
+        for other in shape.fields[:position] + shape.fields[position + 1 :]:
+            if other.column is not None:
+                others[other.column] = CONFIGURED[other.column]
+        for chosen in alternatives(item_field):
+            if chosen.column is None:
+                continue
+            mapping = parse_config(
+                config_with(api_type, {**others, chosen.column: CONFIGURED[chosen.column]})
+            ).default_mapping
+            assert shape.fields_for(mapping)[position] is chosen
+        if item_field.column is None:
+            continue
+        if item_field.unset is Unset.EVENT_NAME:
+            others["event_name"] = "Constant"
+        if item_field.unset in (Unset.REQUIRED, Unset.INSTEAD):
+            with pytest.raises(ConfigError, match=item_field.column):
+                parse_config(config_with(api_type, others))
+        else:
+            mapping = parse_config(config_with(api_type, others)).default_mapping
+            assert getattr(mapping, item_field.column) is None
+
+
+ITEMS = {
+    ApiType.TRACK: (
+        {"identity_column": "who", "event_column": "what"},
+        ("identity", "event", "timestamp", "properties", "idempotency_key"),
+    ),
+    ApiType.ADD_USER_PROPERTIES: ({"identity_column": "who"}, ("identity", "properties")),
+    ApiType.ADD_ACCOUNT_PROPERTIES: ({"account_id_column": "who"}, ("account_id", "properties")),
+    ApiType.IDENTIFY: (
+        {"identity_column": "who", "user_id_column": "sdk", "timestamp_column": "when"},
+        ("identity", "user_id", "timestamp"),
+    ),
+    ApiType.DELETE_USERS: ({"user_id_column": "sdk"}, ("user_id",)),
+}
+"""Each API type's item as README's request bodies show it."""
+
+
+@pytest.mark.parametrize("api_type", list(ApiType))
+def test_an_item_has_the_fields_of_its_api_type_in_the_documented_order(api_type):
+    columns, fields = ITEMS[api_type]
+    make = transformer(api_type.value, **columns)
+    item = make({"who": "u", "what": "e", "sdk": 7, "when": 1666325394, "plan": "pro"})
+    assert tuple(item) == fields
+    assert set(fields) <= set(ITEM_SHAPES[api_type].names)
+    if "properties" in fields:
+        assert item["properties"]["plan"] == "pro"
+
+
+def test_every_field_a_dry_run_may_name_is_a_field_of_some_item():
+    named = {name for _, fields in ITEMS.values() for name in fields}
+    assert ITEM_FIELD_NAMES == named
+
+
+def test_a_flattened_name_longer_than_a_property_name_is_dropped_and_counted():
+    make = transformer("add_account_properties", account_id_column="acc", property_columns="*")
+    item = make({"acc": "A", "k" * 1023: 1, "k" * 1024: 2})
+    assert item["properties"] == {"acc": "A", "k" * 1023: 1}
+    assert make.stats.dropped_properties == {NAME_TOO_LONG: 1}
+    assert NAME_TOO_LONG == "property name longer than 1023 characters"
 
 
 # -- user_id (track by user_id, identify, delete_users) ------------------------------------------
