@@ -8,10 +8,8 @@ outcomes are counted in `DeliveryStats` and read by the main thread, which owns 
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from destination_heap_analytics.client import (
     HeapClient,
@@ -19,21 +17,11 @@ from destination_heap_analytics.client import (
     HeapTransientError,
     Receipt,
 )
+from destination_heap_analytics.counters import Accepted, ChunkTally, DeliveryStats, Rejection
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import Judgement, RejectionGuard, probe_positions
 from destination_heap_analytics.retry import RetryPolicy, call_with_retries
 from destination_heap_analytics.sync_clock import Clock
-
-
-@dataclass
-class ChunkTally:
-    """The records of one stream since its last state (`destinationStats`): counted by the main
-    thread as they arrive (`received`, `invalid`) and as their batches are acknowledged
-    (`refused`)."""
-
-    received: int = 0
-    invalid: int = 0
-    refused: int = 0
 
 
 @dataclass
@@ -53,92 +41,6 @@ class Batch:
     tally: ChunkTally = field(default_factory=ChunkTally)
     last_refusal_position: int | None = None
     refused: int = 0
-
-
-MAX_REJECTION_REASONS = 20
-"""Distinct Heap messages counted one by one in the summary; later ones share one entry, so an
-answer that varies with each item (an echo of it) cannot grow the counter or the summary line."""
-
-OTHER_REJECTION_REASONS = f"a message beyond the first {MAX_REJECTION_REASONS} distinct ones"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    row: int
-    status: int
-    message: str
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """A request Heap accepted with a receipt (a user deletion): its id and its item count."""
-
-    receipt: Receipt
-    items: int
-
-
-@dataclass
-class DeliveryStats:
-    """Counters shared by the sending threads; every update holds the lock."""
-
-    delivered: int = 0
-    planned_items: int = 0
-    planned_requests: int = 0
-    requests: int = 0
-    retries: int = 0
-    rejected: Counter = field(default_factory=Counter)
-    retry_reasons: Counter = field(default_factory=Counter)
-    receipts: int = 0
-    """Requests Heap accepted with a receipt (deletion requests)."""
-    _new_rejections: list[Rejection] = field(default_factory=list)
-    _new_receipts: list[Accepted] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def count_request(self) -> None:
-        with self._lock:
-            self.requests += 1
-
-    def count_retry(self, reason: str) -> None:
-        with self._lock:
-            self.retries += 1
-            self.retry_reasons[reason] += 1
-
-    def count_delivered(self, n: int) -> None:
-        with self._lock:
-            self.delivered += n
-
-    def count_planned(self, n: int) -> None:
-        """A dry run's batch: what would have been one request of `n` items."""
-        with self._lock:
-            self.planned_items += n
-            self.planned_requests += 1
-
-    def count_rejection(self, rejection: Rejection) -> None:
-        with self._lock:
-            reason = f"HTTP {rejection.status}: {rejection.message}"
-            if reason not in self.rejected and len(self.rejected) >= MAX_REJECTION_REASONS:
-                rejection = replace(rejection, message=OTHER_REJECTION_REASONS)
-                reason = f"HTTP {rejection.status}: {rejection.message}"
-            self.rejected[reason] += 1
-            self._new_rejections.append(rejection)
-
-    def count_receipt(self, accepted: Accepted) -> None:
-        with self._lock:
-            self.receipts += 1
-            self._new_receipts.append(accepted)
-
-    def take_new_receipts(self) -> list[Accepted]:
-        """Receipts since the last call, in the order Heap answered, for the main thread."""
-        with self._lock:
-            taken, self._new_receipts = self._new_receipts, []
-        return taken
-
-    def take_new_rejections(self) -> list[Rejection]:
-        """Rejections since the last call, in row order (probes find them in no particular
-        order), for the main thread to log."""
-        with self._lock:
-            taken, self._new_rejections = self._new_rejections, []
-        return sorted(taken, key=lambda rejection: rejection.row)
 
 
 class BatchDelivery:

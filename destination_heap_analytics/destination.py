@@ -40,6 +40,7 @@ from destination_heap_analytics.config_file import (
     read_config_file,
 )
 from destination_heap_analytics.connection_check import check_connection, check_deletion_key
+from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.destination_catalog import destination_catalog_line
 from destination_heap_analytics.input_reader import read_messages, stdin_lines
 from destination_heap_analytics.preview import run_preview
@@ -47,7 +48,6 @@ from destination_heap_analytics.rejected_records import ObjectStorageError, chec
 from destination_heap_analytics.rejection_guard import HeapRefusesMost
 from destination_heap_analytics.retry import RetriesExhausted
 from destination_heap_analytics.state_message import EmittedState, StateMessage
-from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.writer import HeapWriter, Message, Output
 
 logger = logging.getLogger("airbyte")

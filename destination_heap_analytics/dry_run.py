@@ -19,8 +19,8 @@ from typing import Any
 from destination_heap_analytics.client import request_body
 from destination_heap_analytics.column_report import schema_paths
 from destination_heap_analytics.config import ApiType, ColumnMapping, Pacing
-from destination_heap_analytics.delivery import Batch, DeliveryStats
-from destination_heap_analytics.stats import RouteStats
+from destination_heap_analytics.counters import DeliveryStats, RouteStats
+from destination_heap_analytics.delivery import Batch
 from destination_heap_analytics.transformer import ITEM_FIELD_NAMES
 
 SHAPES_SHOWN = 3

@@ -26,10 +26,10 @@ from typing import IO, Any
 import orjson
 from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
+from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.json_numbers import parse_float, parse_int
 from destination_heap_analytics.json_spans import NotJson
 from destination_heap_analytics.state_message import NotAState, StateMessage, parse_state_line
-from destination_heap_analytics.stats import InputStats
 
 LOGGED_LINES = 10
 """Unparseable lines logged one by one; the rest are counted in the summary."""

@@ -21,7 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from destination_heap_analytics.delivery import Batch, ChunkTally
+from destination_heap_analytics.counters import ChunkTally
+from destination_heap_analytics.delivery import Batch
 from destination_heap_analytics.senders import SenderPool
 
 

@@ -27,9 +27,9 @@ from destination_heap_analytics.config_file import (
     read_catalog_file,
     read_config_file,
 )
+from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.dry_run import PreviewSample
 from destination_heap_analytics.input_reader import read_messages, stdin_lines
-from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.sync_log import dry_run_line, summary_line
 from destination_heap_analytics.writer import HeapWriter
 

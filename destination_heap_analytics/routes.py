@@ -40,6 +40,7 @@ from destination_heap_analytics.config import (
     api_key_required_error,
     endpoint_url,
 )
+from destination_heap_analytics.counters import RouteStats
 from destination_heap_analytics.delivery import BatchDelivery
 from destination_heap_analytics.dry_run import DryRun, DryRunDelivery
 from destination_heap_analytics.identify_rules import IdentifyPairs
@@ -49,7 +50,6 @@ from destination_heap_analytics.rejected_records import RejectedRecords, refused
 from destination_heap_analytics.rejection_guard import RejectionGuard
 from destination_heap_analytics.retry import RetryPolicy
 from destination_heap_analytics.senders import SenderPool
-from destination_heap_analytics.stats import RouteStats
 from destination_heap_analytics.streams import StreamMatcher, stream_label
 from destination_heap_analytics.sync_clock import Clock
 from destination_heap_analytics.transformer import HeapItem, InvalidRecord, RecordTransformer

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from destination_heap_analytics.delivery import ChunkTally
+from destination_heap_analytics.counters import ChunkTally
 from destination_heap_analytics.loader import BatchLoader
 from destination_heap_analytics.state_message import (
     DestinationStats,

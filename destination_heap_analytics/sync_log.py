@@ -16,9 +16,8 @@ from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
 
 from destination_heap_analytics import heap_limits
 from destination_heap_analytics.config import ApiType
-from destination_heap_analytics.delivery import Accepted, Rejection
+from destination_heap_analytics.counters import Accepted, Rejection, RouteStats, SyncStats
 from destination_heap_analytics.dry_run import PreviewSample
-from destination_heap_analytics.stats import RouteStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock
 
 logger = logging.getLogger("airbyte")

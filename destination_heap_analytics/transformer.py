@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
@@ -27,6 +27,7 @@ import pendulum
 
 from destination_heap_analytics import heap_limits
 from destination_heap_analytics.config import ApiType, ColumnMapping, ColumnPath, PropertyColumn
+from destination_heap_analytics.counters import TransformStats
 from destination_heap_analytics.json_numbers import RawNumber
 
 Getter = Callable[[dict], Any]
@@ -62,17 +63,6 @@ class InvalidRecord(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass
-class TransformStats:
-    """Data-quality counts the final summary reports (values were changed, not dropped silently)."""
-
-    truncated_values: int = 0
-    dropped_properties: dict[str, int] = field(default_factory=dict)
-
-    def drop(self, reason: str) -> None:
-        self.dropped_properties[reason] = self.dropped_properties.get(reason, 0) + 1
 
 
 def compile_getter(column: ColumnPath) -> Getter:

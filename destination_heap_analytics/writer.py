@@ -15,7 +15,7 @@ from airbyte_cdk.models import AirbyteMessage, ConfiguredAirbyteCatalog, Type
 
 from destination_heap_analytics.client import HeapClient, UserDeletionClient
 from destination_heap_analytics.config import HeapConfig, StreamId, no_mapping_error
-from destination_heap_analytics.delivery import ChunkTally
+from destination_heap_analytics.counters import ChunkTally, InputStats, SyncStats
 from destination_heap_analytics.dry_run import DryRun, PreviewSample
 from destination_heap_analytics.input_reader import IDLE, Idle
 from destination_heap_analytics.rejected_records import (
@@ -29,7 +29,6 @@ from destination_heap_analytics.routes import Ignored, Route, Routes, ToHeap
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_gate import EVERY_STREAM, HeldState, StateGate
 from destination_heap_analytics.state_message import EmittedState, StateKind, StateMessage
-from destination_heap_analytics.stats import InputStats, SyncStats
 from destination_heap_analytics.sync_clock import Clock, SyncClock
 from destination_heap_analytics.sync_log import SyncLog
 from destination_heap_analytics.transformer import stream_key

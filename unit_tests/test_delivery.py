@@ -17,14 +17,13 @@ from destination_heap_analytics.client import (
     Receipt,
 )
 from destination_heap_analytics.config import Pacing, RateLimit
-from destination_heap_analytics.delivery import (
+from destination_heap_analytics.counters import (
     MAX_REJECTION_REASONS,
     OTHER_REJECTION_REASONS,
-    Batch,
-    BatchDelivery,
     DeliveryStats,
     Rejection,
 )
+from destination_heap_analytics.delivery import Batch, BatchDelivery
 from destination_heap_analytics.pacer import Pacer
 from destination_heap_analytics.rejection_guard import (
     MIN_JUDGED,

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from destination_heap_analytics.config import ApiType
-from destination_heap_analytics.delivery import Batch, DeliveryStats
+from destination_heap_analytics.counters import DeliveryStats
+from destination_heap_analytics.delivery import Batch
 from destination_heap_analytics.dry_run import (
     SHAPES_SHOWN,
     UNLISTED,

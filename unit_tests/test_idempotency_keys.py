@@ -18,8 +18,8 @@ from collections import Counter
 import pytest
 
 from destination_heap_analytics.client import HeapClient
+from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.input_reader import read_messages
-from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.writer import HeapWriter
 from unit_tests.builders import heap_config, make_catalog
 from unit_tests.fakes import FakeClock

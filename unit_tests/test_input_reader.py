@@ -16,6 +16,7 @@ from airbyte_cdk.models import AirbyteMessage, Type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.input_reader import (
     IDLE,
     LOGGED_LINES,
@@ -29,7 +30,6 @@ from destination_heap_analytics.input_reader import (
 )
 from destination_heap_analytics.json_numbers import RawNumber
 from destination_heap_analytics.state_message import StateMessage
-from destination_heap_analytics.stats import InputStats
 
 MARKER = "MARKER-123"
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.rejection_guard import (
     ASSUMED_ACCEPTED_PROBES,
     MIN_JUDGED,
@@ -28,7 +29,6 @@ from destination_heap_analytics.rejection_guard import (
 from destination_heap_analytics.routes import Routes, ToHeap
 from destination_heap_analytics.senders import SenderPool
 from destination_heap_analytics.state_message import EmittedState
-from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.transformer import stream_key
 from destination_heap_analytics.writer import HeapWriter
 from unit_tests.builders import (

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from destination_heap_analytics.delivery import ChunkTally
+from destination_heap_analytics.counters import ChunkTally
 from destination_heap_analytics.state_gate import (
     EVERY_STREAM,
     HeldState,

@@ -9,8 +9,13 @@ from airbyte_cdk.models import AirbyteMessage, Level
 
 from destination_heap_analytics.client import Receipt
 from destination_heap_analytics.config import ApiType
-from destination_heap_analytics.delivery import Accepted, Rejection
-from destination_heap_analytics.stats import InputStats, RouteStats, SyncStats
+from destination_heap_analytics.counters import (
+    Accepted,
+    InputStats,
+    Rejection,
+    RouteStats,
+    SyncStats,
+)
 from destination_heap_analytics.sync_log import (
     LOGGED_ROWS_PER_REASON,
     PROGRESS_INTERVAL_SECONDS,

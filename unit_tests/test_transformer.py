@@ -20,8 +20,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from destination_heap_analytics.config import ApiType, ConfigError, parse_config
+from destination_heap_analytics.counters import InputStats, TransformStats
 from destination_heap_analytics.input_reader import read_messages
-from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.transformer import (
     COLLIDING_NAME,
     EMPTY_NAME,
@@ -35,7 +35,6 @@ from destination_heap_analytics.transformer import (
     InvalidRecord,
     ItemField,
     RecordTransformer,
-    TransformStats,
     Unset,
     compile_getter,
     normalise_timestamp,

@@ -17,8 +17,8 @@ from airbyte_cdk.models import (
 )
 
 from destination_heap_analytics.client import HeapRejected
+from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.state_message import EmittedState
-from destination_heap_analytics.stats import InputStats
 from destination_heap_analytics.sync_log import PROGRESS_INTERVAL_SECONDS
 from destination_heap_analytics.writer import PROGRESS_CHECK_EVERY, HeapWriter
 from unit_tests.builders import (
