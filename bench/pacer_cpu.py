@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from destination_heap_analytics.config import Pacing, RateLimit  # noqa: E402
-from destination_heap_analytics.pacer import Pacer  # noqa: E402
+from destination_heap_analytics.config.settings import Pacing, RateLimit  # noqa: E402
+from destination_heap_analytics.delivery.pacer import Pacer  # noqa: E402
 
 BATCH = 1_000
 SECONDS_PER_BATCH = 0.006

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from destination_heap_analytics.client import Receipt
-    from destination_heap_analytics.config import ApiType, StreamId
+    from destination_heap_analytics.config.settings import ApiType, StreamId
+    from destination_heap_analytics.heap.client import Receipt
 
 
 @dataclass

@@ -3,7 +3,7 @@
 import gc
 import sys
 
-from destination_heap_analytics.destination import DestinationHeapAnalytics
+from destination_heap_analytics.airbyte.destination import DestinationHeapAnalytics
 
 GC_GENERATION0_THRESHOLD = 50_000
 """Records become acyclic dicts and strings that the garbage collector never needs to find, yet

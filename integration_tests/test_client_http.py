@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from destination_heap_analytics.client import HeapClient, HeapRejected
+from destination_heap_analytics.heap.client import HeapClient, HeapRejected
 
 APP_ID = "11"
 

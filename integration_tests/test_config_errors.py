@@ -132,7 +132,8 @@ NOT_A_CONFIG = {
     "truncated JSON": ('{"app_id": "' + MARKER + '", "api": {', "is not valid JSON"),
     "a JSON list": (f'["{MARKER}"]', "must hold a JSON object"),
 }
-"""More unreadable files (not UTF-8, missing) are covered in unit_tests/test_config_file.py."""
+"""More unreadable files (not UTF-8, missing) are covered in
+unit_tests/airbyte/test_config_file.py."""
 
 
 @pytest.mark.parametrize("case", sorted(NOT_A_CONFIG))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from destination_heap_analytics import connection_check
-from destination_heap_analytics.config import HeapConfig, parse_config
-from destination_heap_analytics.connection_check import (
+from destination_heap_analytics.airbyte import connection_check
+from destination_heap_analytics.airbyte.connection_check import (
     PREFLIGHT_IDEMPOTENCY_KEY,
     check_connection,
 )
+from destination_heap_analytics.config.settings import HeapConfig, parse_config
 
 TRACK_API = {
     "api_type": "track",

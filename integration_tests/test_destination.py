@@ -17,8 +17,8 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_heap_analytics import connection_check, destination
-from destination_heap_analytics.destination import DestinationHeapAnalytics
+from destination_heap_analytics.airbyte import connection_check, destination
+from destination_heap_analytics.airbyte.destination import DestinationHeapAnalytics
 
 logger = logging.getLogger("test_destination")
 

@@ -1,7 +1,8 @@
 """The CLI sends release 0.3.0's idempotency keys (issue 16): raw lines of the key fixture
 (unit_tests/fixtures/make_idempotency_keys.py) through `python main.py write` to the sandbox,
-whose accepted events must carry the keys 0.3.0 gave them. unit_tests/test_idempotency_keys.py
-checks every line in process; this checks a sample through the real command and HTTP."""
+whose accepted events must carry the keys 0.3.0 gave them.
+unit_tests/mapping/test_idempotency_keys.py checks every line in process; this checks a sample
+through the real command and HTTP."""
 
 from __future__ import annotations
 

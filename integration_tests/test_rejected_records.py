@@ -14,15 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from destination_heap_analytics.config import S3Storage
-from destination_heap_analytics.rejected_records import (
+from destination_heap_analytics.config.settings import S3Storage
+from destination_heap_analytics.delivery.rejected_records import (
     BufferLimits,
     ObjectStorageError,
     RejectedRecords,
     check_object_storage,
     key_segment,
 )
-from destination_heap_analytics.retry import Cancelled, RetryPolicy
+from destination_heap_analytics.delivery.retry import Cancelled, RetryPolicy
 from integration_tests.s3_server import ANY_KEY, REGION, S3FaultProxy, S3Server
 from unit_tests.fakes import FakeClock
 from unit_tests.strategies import json_values as any_json

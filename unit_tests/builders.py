@@ -11,8 +11,8 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalogSerializer,
 )
 
-from destination_heap_analytics.config import HeapConfig, parse_config
-from destination_heap_analytics.state_message import EmittedState, StateMessage
+from destination_heap_analytics.config.settings import HeapConfig, parse_config
+from destination_heap_analytics.protocol.state_message import EmittedState, StateMessage
 
 TRACK_API = {
     "api_type": "track",

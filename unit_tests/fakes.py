@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from destination_heap_analytics.client import HeapRejected, HeapTransientError
+from destination_heap_analytics.heap.client import HeapRejected, HeapTransientError
 
 
 class FakeClock:
