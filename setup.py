@@ -32,7 +32,10 @@ TEST_REQUIREMENTS = [
     "moto[server]>=5.1,<6",  # the S3 server of integration_tests/s3_server.py
 ]
 
-DEV_REQUIREMENTS = ["ruff==0.17.6"]
+DEV_REQUIREMENTS = [
+    "ruff==0.17.6",
+    "import-linter>=2.1,<3",  # `make lint` checks the layering of docs/architecture.md
+]
 
 
 def single_source_version() -> str:

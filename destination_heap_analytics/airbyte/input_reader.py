@@ -28,6 +28,7 @@ from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
 from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.json_numbers import parse_float, parse_int
+from destination_heap_analytics.protocol.idle import IDLE, Idle
 from destination_heap_analytics.protocol.json_spans import NotJson
 from destination_heap_analytics.protocol.state_message import (
     NotAState,
@@ -51,14 +52,6 @@ inside a string also sends the line to the slower exact path, for nothing: corre
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class Idle:
-    """Stands in the message stream when stdin has said nothing for a while."""
-
-    type = None
-    """No message type: the writer recognises it before dispatching."""
-
-
-IDLE = Idle()
 IDLE_SECONDS = 0.5
 """How long stdin may be silent before the writer gets an `IDLE`: a source that pauses (a slow
 API, a long query) must not keep acknowledged states or the progress line waiting."""

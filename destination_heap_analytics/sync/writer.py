@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator
 
 from airbyte_cdk.models import AirbyteMessage, ConfiguredAirbyteCatalog, Type
 
-from destination_heap_analytics.airbyte.input_reader import IDLE, Idle
 from destination_heap_analytics.config.settings import HeapConfig, StreamId, no_mapping_error
 from destination_heap_analytics.counters import ChunkTally, InputStats, SyncStats
 from destination_heap_analytics.delivery.rejected_records import (
@@ -26,6 +25,7 @@ from destination_heap_analytics.delivery.retry import RetryPolicy
 from destination_heap_analytics.delivery.senders import SenderPool
 from destination_heap_analytics.heap.client import HeapClient, UserDeletionClient
 from destination_heap_analytics.mapping.transformer import stream_key
+from destination_heap_analytics.protocol.idle import IDLE, Idle
 from destination_heap_analytics.protocol.state_message import EmittedState, StateKind, StateMessage
 from destination_heap_analytics.sync.dry_run import DryRun, PreviewSample
 from destination_heap_analytics.sync.routes import Ignored, Route, Routes, ToHeap

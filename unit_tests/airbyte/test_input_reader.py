@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from destination_heap_analytics.airbyte.input_reader import (
-    IDLE,
     LOGGED_LINES,
     NOT_UTF8,
     READ_SIZE,
@@ -29,6 +28,7 @@ from destination_heap_analytics.airbyte.input_reader import (
 )
 from destination_heap_analytics.counters import InputStats
 from destination_heap_analytics.json_numbers import RawNumber
+from destination_heap_analytics.protocol.idle import IDLE
 from destination_heap_analytics.protocol.state_message import StateMessage
 
 MARKER = "MARKER-123"
