@@ -1,6 +1,6 @@
 """0.1.0-style sending, for comparison: what the original connector's write loop did.
 
-Per the description of 0.1.0 (../shared/reference/original-connector-0.1.0.md, sections 3-5):
+As 0.1.0 did (the README's "Changes since 0.1.0" and docs/heap-analytics.md describe it):
 flatten the whole record, pick the columns, then one `requests.post` per row with no session (a
 new connection every time) and no timeout, sequentially. Messages are read with the CDK's parser.
 Usage: python bench/legacy_010.py CONFIG_JSON < messages.jsonl
