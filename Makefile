@@ -8,6 +8,8 @@ SOURCE_FAKER := $(VENV)/source-faker/bin/source-faker
 # A real Airbyte source for integration_tests/test_platform.py; it needs airbyte-cdk 6, so it
 # lives in a virtualenv of its own.
 SOURCE_FAKER_VERSION := 7.2.1
+# Release 0.3.0, which `make bench` measures CPU per record against (docs/performance.md).
+RELEASE_0_3_0 := 03444d5
 
 .PHONY: test demo bench lint format install clean
 
@@ -40,6 +42,7 @@ demo: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/compare_revisions.py $(RELEASE_0_3_0) --records 20000 --rounds 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache secrets bench/out

@@ -39,9 +39,6 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
 USER_AGENT = "airbyte-destination-heap-analytics"
 
-REJECTED_STATUSES = frozenset({400, 413, 422})
-"""Heap refused the content: retrying the same body cannot help (another body might)."""
-
 CONFIGURATION_STATUSES = {
     401: "app_id",
     403: "app_id",
