@@ -78,7 +78,12 @@ def test_invalid_and_refused_rows_land_in_the_bucket_with_their_reasons(
     ]
     invalid, refused = stored
     assert invalid["data"] == {"n": MARKER}
-    assert invalid["reason"] == {"kind": "invalid", "reason": "user is missing or null"}
+    assert invalid["reason"] == {
+        "kind": "invalid",
+        "reason": "user is missing or null",
+        "column": "user",
+        "rule": "is missing or null",
+    }
     assert refused["data"]["identity"] == "u3"
     assert refused["data"]["properties"]["note"] == f"{MARKER}-refuse-me"
     assert refused["reason"]["kind"] == "refused" and refused["reason"]["status"] == 400

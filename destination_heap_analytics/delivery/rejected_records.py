@@ -423,10 +423,11 @@ def _joined(*parts: str) -> str:
 # --- Lines --------------------------------------------------------------------------------------
 
 
-def invalid_reason(reason: str) -> dict[str, str]:
-    """The `reason` of a record the connector found invalid: the column and the rule it broke,
-    as the sync log words them (`email is missing or null`)."""
-    return {"kind": "invalid", "reason": reason}
+def invalid_reason(reason: str, column: str | None, rule: str) -> dict[str, str | None]:
+    """The `reason` of a record the connector found invalid: the reason as the sync log words
+    it (`email is missing or null`), and apart, the column (None for a rule about the whole
+    record) and the rule it broke (`is missing or null`)."""
+    return {"kind": "invalid", "reason": reason, "column": column, "rule": rule}
 
 
 def refused_reason(status: int, message: str) -> dict[str, Any]:

@@ -63,11 +63,23 @@ RESERVED_ID = "user property named 'id' (reserved by Heap)"
 
 
 class InvalidRecord(Exception):
-    """The record cannot become a Heap item; `reason` names the column and rule, never a value."""
+    """The record cannot become a Heap item; `reason` names the column and rule, never a value.
 
-    def __init__(self, reason: str) -> None:
+    `column` is the mapped column whose value broke the rule (`reason` starts with it), None
+    for a rule about the whole record (nested too deep); the bucket of rejected records keeps
+    the two apart."""
+
+    def __init__(self, reason: str, column: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.column = column
+
+    @property
+    def rule(self) -> str:
+        """The rule without the column: `is missing or null`."""
+        if self.column is None:
+            return self.reason
+        return self.reason.removeprefix(self.column).lstrip()
 
 
 def compile_getter(column: ColumnPath) -> Getter:
@@ -474,8 +486,8 @@ def user_id_text(value: Any, column: str) -> str:
         if value.is_integer() and 0 <= value <= MAX_USER_ID:
             return str(int(value))
     elif value is None:
-        raise InvalidRecord(f"{column} is missing or null")
-    raise InvalidRecord(f"{column} {NOT_A_USER_ID}")
+        raise InvalidRecord(f"{column} is missing or null", column)
+    raise InvalidRecord(f"{column} {NOT_A_USER_ID}", column)
 
 
 def user_id_number(value: Any, column: str) -> int:
@@ -489,14 +501,14 @@ def required_text(value: Any, column: str, max_length: int | None) -> str:
     text = value if type(value) is str else number_as_text(value)
     if text is None:
         if value is None:
-            raise InvalidRecord(f"{column} is missing or null")
+            raise InvalidRecord(f"{column} is missing or null", column)
         if type(value) in NUMBER_TYPES:
-            raise InvalidRecord(f"{column} is a number too large to be written exactly")
-        raise InvalidRecord(f"{column} is not a string or number")
+            raise InvalidRecord(f"{column} is a number too large to be written exactly", column)
+        raise InvalidRecord(f"{column} is not a string or number", column)
     if not text or text.isspace():
-        raise InvalidRecord(f"{column} is blank")
+        raise InvalidRecord(f"{column} is blank", column)
     if max_length is not None and len(text) > max_length:
-        raise InvalidRecord(f"{column} is longer than {max_length} characters")
+        raise InvalidRecord(f"{column} is longer than {max_length} characters", column)
     return text
 
 
@@ -599,7 +611,7 @@ def optional_timestamp(value: Any, column: str | None) -> str | None:
         return normalised
     if value is None or (type(value) is str and not value.strip()):
         return None
-    raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)")
+    raise InvalidRecord(f"{column} is not a date-time (ISO 8601, date text or epoch)", column)
 
 
 def drop_reserved_id(properties: dict, stats: TransformStats) -> None:

@@ -86,8 +86,8 @@ class Route:
         self._batch = batcher.process_item
         self.sampling_columns = True
 
-    def process_record(self, data: dict, row: int, key_of_stream: bytes) -> str | None:
-        """Runs once per record. Returns the reason when the record is invalid (counted).
+    def process_record(self, data: dict, row: int, key_of_stream: bytes) -> InvalidRecord | None:
+        """Runs once per record. Returns why when the record is invalid (counted).
 
         `key_of_stream` is the stream part of the idempotency key: the record's own
         (namespace, name), `transformer.stream_key`, which may differ from the route's catalog
@@ -101,7 +101,7 @@ class Route:
             item = self._transform(data, key_of_stream)
         except InvalidRecord as invalid:
             stats.invalid[invalid.reason] += 1
-            return invalid.reason
+            return invalid
         self._batch(item, row)
         return None
 

@@ -204,14 +204,14 @@ class HeapWriter:
                 invalid = route.process_record(record.data, row, known.stream_key)
                 if invalid is not None:
                     known.tally.invalid += 1
-                    self._log.invalid_row(row, invalid)
+                    self._log.invalid_row(row, invalid.reason)
                     if self._rejected is not None:
                         self._rejected.add(
                             record.namespace,
                             record.stream,
                             row,
                             record.data,
-                            invalid_reason(invalid),
+                            invalid_reason(invalid.reason, invalid.column, invalid.rule),
                         )
                 if row % PROGRESS_CHECK_EVERY == 0:
                     self._progress()

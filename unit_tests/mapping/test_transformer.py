@@ -654,6 +654,11 @@ def test_any_json_record_gives_a_valid_heap_item_or_an_invalid_reason(
             isinstance(v, str) and len(v) > 3 and v in invalid.reason and v not in rule_words
             for v in data.values()
         )
+        if invalid.column is None:
+            assert invalid.rule == invalid.reason
+        else:  # a column's rule: the column, then the rule, as the log and the bucket show them
+            assert invalid.column in {key_column, "b", "a.b"}
+            assert invalid.reason == f"{invalid.column} {invalid.rule}"
         return
     orjson.dumps(item)  # what the client sends must serialise
     for name, value in item["properties"].items():

@@ -362,4 +362,5 @@ def test_identify_sends_one_pair_a_request_and_skips_what_heap_would_ignore():
 
 
 def feed_reason(route: Route, data: dict, row: int) -> str | None:
-    return route.process_record(data, row, stream_key(*route.stats.stream))
+    invalid = route.process_record(data, row, stream_key(*route.stats.stream))
+    return None if invalid is None else invalid.reason
