@@ -54,14 +54,14 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 IDLE_SECONDS = 0.5
 """How long stdin may be silent before the writer gets an `IDLE`: a source that pauses (a slow
-API, a long query) must not keep acknowledged states or the progress line waiting."""
+API, a long query) must not keep states that could be released, or the progress line, waiting."""
 READ_SIZE = 1 << 20
 
 
 def stdin_lines(stream: IO[bytes], idle_seconds: float = IDLE_SECONDS) -> Iterator[bytes | Idle]:
     """stdin's lines, and an `IDLE` whenever it is silent for `idle_seconds`.
 
-    A blocking read would leave the writer unable to release a state whose batch Heap
+    A blocking read would leave the writer unable to release a state whose batches were
     acknowledged after the source's last line, until the source sends another; so the file
     descriptor is read directly, after `select` says it has something. A stream without one (a
     test's BytesIO) is read as it is. Lines of any length cost linear time: a line's pieces are

@@ -4,7 +4,7 @@ The CDK checks a config against the spec too, but its messages name no field and
 offending value (`{...the whole api object...} is not valid under any of the given schemas`,
 `0 is less than the minimum of 1`). Here the same jsonschema verdict is turned into a
 `ConfigError` that names the field and states the spec's rule, never the value, so the parser in
-config.py and the spec cannot disagree on what is allowed.
+config/settings.py and the spec cannot disagree on what is allowed.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ class PropertyColumn:
     `enclosed`: another listed column holds this one (`a.b` inside `a`, `a.b as x.b` inside
     `a as x`): its name and its path continue the other's the same way, so both read the same
     part of the record. The transform applies it after the columns that hold it, and keeps
-    theirs where the two give one name (`transformer.put_enclosed`).
+    theirs where the two give one name (`transformer.merge_enclosed`).
     """
 
     path: ColumnPath
@@ -320,7 +320,7 @@ def no_mapping_error() -> ConfigError:
 def parse_config(raw: Mapping[str, Any], require_mapping: bool = True) -> HeapConfig:
     """Validate every field and build the typed config; raises ConfigError naming the field.
 
-    Types, ranges, required fields and defaults come from spec.json alone (config_schema.py);
+    Types, ranges, required fields and defaults come from spec.json alone (config/schema.py);
     what follows are the rules a JSON schema cannot state: dot paths, https, non-blank values.
     `require_mapping=False` accepts a config with neither `api` nor `streams`: a connection that
     maps its streams in Airbyte's mapping screen (data activation) needs none, which only the

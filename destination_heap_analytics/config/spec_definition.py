@@ -12,7 +12,7 @@ The file repeats the `api` options under `streams.items` in full, on purpose: Ai
 does not follow `$ref` (docs/architecture.md explains why), so the spec must be expanded. The
 repetition is built here from one definition instead of being written twice.
 
-Heap's numbers (limits, hosts) come from heap_limits.py, read when the spec is built. Nothing
+Heap's numbers (limits, hosts) come from heap/limits.py, read when the spec is built. Nothing
 imports this module at run time, and it imports nothing of the connector but heap_limits.
 """
 
@@ -248,7 +248,8 @@ class ApiOption:
     fields: Mapping[str, Schema]
     """The option's own fields (between Property Columns and Exclude Columns, if it has them)."""
     required: tuple[str, ...]
-    """The columns the option requires; a choice between two columns is config.py's rule."""
+    """The columns the option requires; a choice between two columns is the rule of
+    config/settings.py."""
     properties: Properties | None = None
 
     def schema(self) -> Schema:

@@ -1,7 +1,7 @@
 """Deliver one batch to Heap: pace, send, retry transient failures, isolate rejected items.
 
-Runs in the sending threads. A batch either ends fully accounted for (every item delivered or
-rejected-and-counted) or raises a fatal error that ends the sync: configuration errors,
+Runs in the sending threads. A batch either finishes (every item delivered, or refused and
+counted) or raises a fatal error that ends the sync: configuration errors,
 exhausted retries, and Heap refusing most records (`rejection_guard`). Nothing here logs;
 outcomes are counted in `DeliveryStats` and read by the main thread, which owns all output.
 """

@@ -2,10 +2,11 @@
 
 Full batches go to the shared pool of sending threads (`senders.py`); one batch per route is
 filling, so memory does not grow with the input. Each batch gets a sequence number;
-`acknowledged()` is the highest number up to which every batch is fully accounted for
-(delivered, or rejected and counted, and settled). A state is released once that watermark
-passes the last batch submitted before it, which keeps states in input order and never early,
-without stopping the flow of records at each state.
+`acknowledged()` is the highest number up to which every batch is finished (every item
+delivered, or refused and counted) and settled (the rejection guard has judged its refusals):
+the words of docs/architecture.md's glossary. The state gate releases a state once that
+watermark reaches the last batch submitted before it, so no state goes out early, and the flow
+of records does not stop at each state.
 
 User and account properties are last-write-wins in Heap, so for each API type the records of one
 identity (or account) reach Heap in input order, across every stream that sends to it
@@ -66,8 +67,9 @@ class Batcher:
     ) -> None:
         """`deliver` runs in a sending thread and raises only fatal errors; the records of one
         `ordering` key are delivered one batch after the other, in input order, whichever
-        batcher sharing `ordering` they came through. A finished batch counts as acknowledged
-        only once `settled(batch)`, or at the end of the input."""
+        batcher sharing `ordering` they came through. A batch is acknowledged once it and
+        every earlier one are finished and `settled(batch)`; `settle_all` settles them all at
+        the end of the input or when the sync stops."""
         self._deliver = deliver
         self._batch_size = batch_size
         self._pool = pool

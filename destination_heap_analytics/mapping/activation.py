@@ -48,7 +48,7 @@ def activated_stream(configured: ConfiguredAirbyteStream) -> bool:
 
 
 def operation_of(configured: ConfiguredAirbyteStream) -> Operation:
-    """The operation a catalog stream targets, or a ConfigError saying what is allowed."""
+    """The operation a catalog stream targets, or a CatalogError saying what is allowed."""
     label = _label(configured)
     object_name = configured.destination_object_name
     sync_mode = _sync_mode(configured)

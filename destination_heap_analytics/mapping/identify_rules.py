@@ -2,7 +2,7 @@
 
 Heap maps at most one identity to a `user_id` (a later pair with another identity is dropped)
 and at most 10 `user_id`s to one identity a month (the 11th is ignored), and answers `200 {}`
-either way (../shared/reference/heap-server-side-api.md, Identify). A sync cannot see what
+either way (Heap's Identify reference, `heap.limits.IDENTIFY`). A sync cannot see what
 earlier syncs sent, but it sees its own pairs: a pair Heap would drop is not sent; it is skipped
 and counted by its reason, like an invalid record (the summary, the log by row number, the
 rejected-records bucket, `destinationStats`), so the user learns what Heap would have kept

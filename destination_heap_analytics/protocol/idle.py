@@ -1,8 +1,8 @@
 """The one message that is not Airbyte's: stdin has been silent for a while.
 
 The reader puts it into the message stream so that a source that pauses (a slow API, a long
-query) does not keep acknowledged states or the progress line waiting; the writer recognises it
-before dispatching on a message's type.
+query) does not keep states that could be released, or the progress line, waiting; the writer
+recognises it before dispatching on a message's type.
 """
 
 

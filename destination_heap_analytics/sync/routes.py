@@ -313,7 +313,7 @@ def check_deletions(streams: StreamMatcher, config: HeapConfig) -> None:
         if config.api_key is None:
             raise api_key_required_error()
         column = mapping.identity_column or mapping.user_id_column
-        assert column is not None  # config.py and activation.py require one of the two
+        assert column is not None  # config/settings.py and activation.py require one of the two
         if not declares_column(json_schema, column):
             raise CatalogError(
                 f"stream '{stream_label(stream)}' deletes users by the column '{column.name}', "

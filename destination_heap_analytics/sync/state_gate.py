@@ -1,9 +1,9 @@
-"""States go back to Airbyte only when Heap has acknowledged every record before them.
+"""States go back to Airbyte only when every batch of the records before them is acknowledged.
 
 A STREAM state waits for the records of its own stream; a GLOBAL or legacy state waits for the
 records of every stream. States leave in input order, with one exception: a STREAM state may
-overtake the states of another stream that wait for a refusal to settle (its records are all
-answered, but a refusal among them could still turn out to be the start of a sync Heap mostly
+overtake the states of another stream that wait for a refusal to settle (its records' batches are
+all finished, but a refusal among them could still turn out to be the start of a sync Heap mostly
 refuses, which can take a thousand more records of any stream to tell). The states of one stream
 always keep their order, and a GLOBAL or legacy state never overtakes, nor is overtaken by, any
 other state. The exception is safe because the platform tracks states per stream (its
