@@ -24,8 +24,6 @@ from destination_heap_analytics.config.settings import (
     ApiType,
     ColumnMapping,
     ColumnPath,
-    ConfigError,
-    HeapConfig,
     StreamId,
 )
 from destination_heap_analytics.protocol.destination_catalog import (
@@ -82,20 +80,12 @@ def _check_primary_key(configured: ConfiguredAirbyteStream, op: Operation, label
         )
 
 
-def mapping_of(configured: ConfiguredAirbyteStream, config: HeapConfig) -> ColumnMapping:
+def mapping_of(configured: ConfiguredAirbyteStream) -> ColumnMapping:
     """The mapping of an activated stream: the operation's fields where the table says, every
-    other field a property. A `streams` entry for the same stream is a ConfigError."""
+    other field a property. (A `streams` entry for the same stream is refused by
+    `streams.StreamMatcher`, which owns which entry maps which stream.)"""
     operation = operation_of(configured)
     label = _label(configured)
-    stream = (configured.stream.namespace, configured.stream.name)
-    for index, entry in enumerate(config.stream_mappings):
-        if entry.stream == stream[1] and entry.namespace in (None, stream[0]):
-            raise ConfigError(
-                f"streams[{index}].stream",
-                f"maps stream '{label}', which the configured catalog maps to Heap's "
-                f"'{operation.object_name}' object in Airbyte's mapping screen; remove the "
-                "entry, or the stream's mapping there",
-            )
     declared = _schema_fields(configured) & set(operation.fields)
     mapped = frozenset(declared | set(operation.required))
     if operation.heap_call == ApiType.DELETE_USERS:

@@ -22,7 +22,12 @@ from collections.abc import Mapping
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 
-from destination_heap_analytics.config.settings import ColumnMapping, HeapConfig, StreamId
+from destination_heap_analytics.config.settings import (
+    ColumnMapping,
+    ConfigError,
+    HeapConfig,
+    StreamId,
+)
 from destination_heap_analytics.mapping.activation import activated_stream
 from destination_heap_analytics.mapping.activation import mapping_of as activated_mapping
 
@@ -76,18 +81,37 @@ class StreamMatcher:
 
     def _mapping_of(self, stream: StreamId) -> ColumnMapping | None:
         configured = self._configured[stream]
+        entry = self._entry_of(stream)
         if activated_stream(configured):
-            return activated_mapping(configured, self._config)
-        namespace, name = stream
-        named = [entry for entry in self._config.stream_mappings if entry.stream == name]
-        for entry in named:
-            if entry.namespace == namespace:
-                return entry.mapping
-        for entry in named:
-            if entry.namespace is None:
-                return entry.mapping
-        if len(self._by_name[name]) == 1:
-            for entry in named:
-                if (entry.namespace, name) not in self.schemas:
-                    return entry.mapping
+            if entry is not None:
+                raise ConfigError(
+                    f"streams[{entry}].stream",
+                    f"maps stream '{stream_label(stream)}', which the configured catalog maps to "
+                    f"Heap's '{configured.destination_object_name}' object in Airbyte's mapping "
+                    "screen; remove the entry, or the stream's mapping there",
+                )
+            return activated_mapping(configured)
+        if entry is not None:
+            return self._config.stream_mappings[entry].mapping
         return self._config.default_mapping
+
+    def _entry_of(self, stream: StreamId) -> int | None:
+        """The position of the `streams` entry that maps a catalog stream, by the rules of the
+        module docstring; None when no entry does."""
+        namespace, name = stream
+        named = [
+            (index, entry)
+            for index, entry in enumerate(self._config.stream_mappings)
+            if entry.stream == name
+        ]
+        for index, entry in named:
+            if entry.namespace == namespace:
+                return index
+        for index, entry in named:
+            if entry.namespace is None:
+                return index
+        if len(self._by_name[name]) == 1:
+            for index, entry in named:
+                if (entry.namespace, name) not in self.schemas:
+                    return index
+        return None

@@ -100,6 +100,17 @@ class SyncLog:
             "counted in the summary."
         )
 
+    def pacing_scaled(self, scale: float) -> None:
+        self.warn(
+            f"Rate-limit windows are scaled by {scale} "
+            "(DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE, for benchmarks and tests only)."
+        )
+
+    def states_not_stored(self, error: Exception) -> None:
+        """The bucket failed while a stopping sync stored the rejected records before its last
+        states: those states are not emitted (their rejected rows are not all stored)."""
+        self.warn(f"{error}. The states that were ready are not emitted.")
+
     def stream_entry_unmatched(self, entry: str) -> None:
         self.warn(
             f"The 'streams' entry for '{entry}' matches no stream of the configured catalog, so "

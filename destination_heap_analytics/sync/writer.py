@@ -145,10 +145,7 @@ class HeapWriter:
         for warning in routes.schema_warnings():
             log.warn(warning)
         if config.pacing_time_scale != 1.0:
-            log.warn(
-                f"Rate-limit windows are scaled by {config.pacing_time_scale} "
-                "(DESTINATION_HEAP_ANALYTICS_PACING_TIME_SCALE, for benchmarks and tests only)."
-            )
+            log.pacing_scaled(config.pacing_time_scale)
         return writer
 
     # -- the loop ---------------------------------------------------------------------------
@@ -343,7 +340,7 @@ class HeapWriter:
             except ObjectStorageError as error:
                 if not ending:
                     raise
-                self._log.warn(f"{error}. The states that were ready are not emitted.")
+                self._log.states_not_stored(error)
                 released = []
         if released:
             self._report_rejections()

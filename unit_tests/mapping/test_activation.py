@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
-from destination_heap_analytics.config.settings import ApiType, ConfigError, parse_config
+from destination_heap_analytics.config.settings import ApiType, parse_config
 from destination_heap_analytics.mapping.activation import CatalogError, mapping_of, operation_of
 from destination_heap_analytics.protocol.destination_catalog import OPERATIONS
 
@@ -29,9 +29,7 @@ def configured(object_name, sync_mode, fields, key=None):
 
 
 def test_events_take_their_fields_and_send_everything_else_as_properties():
-    mapping = mapping_of(
-        configured("event", "append", ["identity", "event", "timestamp", "x"]), CONFIG
-    )
+    mapping = mapping_of(configured("event", "append", ["identity", "event", "timestamp", "x"]))
     assert mapping.api_type is ApiType.TRACK
     assert (mapping.identity_column.name, mapping.event_column.name) == ("identity", "event")
     assert mapping.timestamp_column.name == "timestamp" and mapping.idempotency_key_column is None
@@ -47,7 +45,7 @@ def test_events_take_their_fields_and_send_everything_else_as_properties():
     ],
 )
 def test_user_and_account_properties_key_on_their_matching_key(object_name, api_type, key):
-    mapping = mapping_of(configured(object_name, "append_dedup", [key, "plan"], [key]), CONFIG)
+    mapping = mapping_of(configured(object_name, "append_dedup", [key, "plan"], [key]))
     assert mapping.api_type is api_type
     assert mapping.exclude_columns == {key}
 
@@ -75,33 +73,11 @@ def test_every_operation_of_discover_is_known_here():
 )
 def test_what_heap_does_not_offer_is_a_catalog_error(stream):
     with pytest.raises(CatalogError):
-        mapping_of(stream, CONFIG)
-
-
-def test_a_streams_entry_for_an_activated_stream_is_a_config_error():
-    config = parse_config(
-        {
-            "app_id": "11",
-            "base_url": "https://heap.test",
-            "streams": [
-                {
-                    "stream": "s",
-                    "api": {
-                        "api_type": "add_user_properties",
-                        "identity_column": "e",
-                        "property_columns": "*",
-                    },
-                }
-            ],
-        }
-    )
-    with pytest.raises(ConfigError) as raised:
-        mapping_of(configured("user", "append_dedup", ["identity"], ["identity"]), config)
-    assert raised.value.field == "streams[0].stream"
+        mapping_of(stream)
 
 
 def test_events_by_user_id_when_the_stream_maps_user_id_and_not_identity():
-    mapping = mapping_of(configured("event", "append", ["user_id", "event", "plan"]), CONFIG)
+    mapping = mapping_of(configured("event", "append", ["user_id", "event", "plan"]))
     assert mapping.api_type is ApiType.TRACK
     assert mapping.identity_column is None and mapping.user_id_column.name == "user_id"
     assert mapping.exclude_columns == {"user_id", "event"}
@@ -109,18 +85,18 @@ def test_events_by_user_id_when_the_stream_maps_user_id_and_not_identity():
 
 def test_events_mapping_both_identity_and_user_id_are_a_catalog_error():
     with pytest.raises(CatalogError) as raised:
-        mapping_of(configured("event", "append", ["identity", "user_id", "event"]), CONFIG)
+        mapping_of(configured("event", "append", ["identity", "user_id", "event"]))
     assert "maps both 'identity' and 'user_id'" in str(raised.value)
 
 
 def test_events_without_either_name_both_fields_in_the_error():
     with pytest.raises(CatalogError) as raised:
-        mapping_of(configured("event", "append", ["event"]), CONFIG)
+        mapping_of(configured("event", "append", ["event"]))
     assert "'identity' or to 'user_id'" in str(raised.value)
 
 
 def test_user_update_identifies_by_its_user_id_and_identity():
-    mapping = mapping_of(configured("user", "update", ["user_id", "identity"], ["user_id"]), CONFIG)
+    mapping = mapping_of(configured("user", "update", ["user_id", "identity"], ["user_id"]))
     assert mapping.api_type is ApiType.IDENTIFY
     assert (mapping.identity_column.name, mapping.user_id_column.name) == ("identity", "user_id")
     assert mapping.property_columns == () and mapping.timestamp_column is None
@@ -129,7 +105,7 @@ def test_user_update_identifies_by_its_user_id_and_identity():
 @pytest.mark.parametrize("key", ["identity", "user_id"])
 def test_user_soft_delete_deletes_by_the_field_its_primary_key_names(key):
     stream = configured("user", "soft_delete", ["identity", "user_id"], [key])
-    mapping = mapping_of(stream, CONFIG)
+    mapping = mapping_of(stream)
     assert mapping.api_type is ApiType.DELETE_USERS
     column = mapping.identity_column or mapping.user_id_column
     assert column.name == key
@@ -140,4 +116,4 @@ def test_user_soft_delete_deletes_by_the_field_its_primary_key_names(key):
 def test_user_soft_delete_keyed_on_both_fields_is_a_catalog_error():
     with pytest.raises(CatalogError):
         both = ["identity", "user_id"]
-        mapping_of(configured("user", "soft_delete", both, both), CONFIG)
+        mapping_of(configured("user", "soft_delete", both, both))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from destination_heap_analytics.config.settings import ApiType, parse_config
+from destination_heap_analytics.config.settings import ApiType, ConfigError, parse_config
 from destination_heap_analytics.mapping.streams import StreamMatcher, stream_label
 from unit_tests.builders import TRACK_API, make_catalog
 
@@ -150,3 +151,56 @@ def test_an_entry_with_a_namespace_of_the_catalog_applies_to_that_stream_alone(
 )
 def test_stream_labels(stream, label):
     assert stream_label(stream) == label
+
+
+# --- a stream mapped twice: in Airbyte's mapping screen and by a `streams` entry -------------
+def activated(namespace: str | None, name: str) -> dict:
+    described = {
+        "name": name,
+        "json_schema": {"type": "object", "properties": {"identity": {}}},
+        "supported_sync_modes": ["full_refresh"],
+    }
+    if namespace is not None:
+        described["namespace"] = namespace
+    return {
+        "stream": described,
+        "sync_mode": "full_refresh",
+        "destination_sync_mode": "append_dedup",
+        "destination_object_name": "user",
+        "primary_key": [["identity"]],
+    }
+
+
+@pytest.mark.parametrize(
+    ("catalog_namespace", "entry_namespace", "refused"),
+    [
+        ("pub", "pub", True),
+        ("pub", None, True),
+        ("pub", "renamed", True),  # the entry's namespace is not in the catalog: it maps pub.s
+        ("pub", "stg", False),  # stg.s is in the catalog: the entry maps that stream, not pub.s
+        (None, None, True),
+    ],
+)
+def test_a_streams_entry_that_would_map_an_activated_stream_is_a_config_error(
+    catalog_namespace, entry_namespace, refused
+):
+    """Which entry maps which stream is one rule (`StreamMatcher`), for this check as well."""
+    streams = [activated(catalog_namespace, "s")]
+    if entry_namespace == "stg":
+        streams.append(activated("stg", "s") | {"destination_object_name": None})
+    catalog = ConfiguredAirbyteCatalogSerializer.load({"streams": streams})
+    raw = {
+        "app_id": "11",
+        "base_url": "https://heap.test",
+        "streams": [entry("s", entry_namespace)],
+    }
+    config = parse_config(raw)
+    if refused:
+        with pytest.raises(ConfigError) as raised:
+            StreamMatcher(catalog, config)
+        assert raised.value.field == "streams[0].stream"
+        assert "'user' object" in str(raised.value)
+    else:
+        matched = StreamMatcher(catalog, config)
+        assert matched.mapping((catalog_namespace, "s")).api_type is ApiType.ADD_USER_PROPERTIES
+        assert matched.mapping(("stg", "s")) is config.stream_mappings[0].mapping
