@@ -597,12 +597,6 @@ def _parse_date_text(text: str) -> str | None:
     return None  # a time of day, a duration or an interval
 
 
-def read_timestamp(value: Any, column: str | None, now: Callable[[], str]) -> str:
-    """The event's time: a date-time in the one UTC form, `now()` when the value is empty."""
-    found = optional_timestamp(value, column)
-    return now() if found is None else found
-
-
 def optional_timestamp(value: Any, column: str | None) -> str | None:
     """A date-time in the one UTC form; None when the value is empty (identify then sends no
     timestamp, and Heap takes the time of the call)."""
@@ -642,7 +636,7 @@ class Fill(Enum):
     """The rule an item field's value is read by."""
 
     TEXT = "the column's value as text (`required_text`)"
-    TIMESTAMP = "the column's value as a point in time (`read_timestamp`)"
+    TIMESTAMP = "the column's point in time (`optional_timestamp`), else the time of loading"
     OPTIONAL_TIMESTAMP = "a point in time, the field left out when empty (`optional_timestamp`)"
     USER_ID_TEXT = "the column's value as Heap's user_id, in decimal text (`user_id_text`)"
     USER_ID_NUMBER = "the column's value as Heap's user_id, a JSON integer (`user_id_number`)"
@@ -821,13 +815,20 @@ def compile_transform(
         item = {}
         for name, read in always:
             item[name] = read(data, stream_key)
+        return item
+
+    if not optional:
+        return transform
+
+    def transform_with_optional_fields(data: dict, stream_key: bytes = b"") -> HeapItem:
+        item = transform(data, stream_key)
         for name, read in optional:  # last, as `ItemShape` keeps them
             value = read(data, stream_key)
             if value is not None:
                 item[name] = value
         return item
 
-    return transform
+    return transform_with_optional_fields
 
 
 def compile_field(
@@ -850,7 +851,7 @@ def compile_field(
     if fill is Fill.TEXT:
         return lambda data, _stream: required_text(get(data), name, limit)
     if fill is Fill.TIMESTAMP:
-        return lambda data, _stream: read_timestamp(get(data), name, now)
+        return lambda data, _stream: optional_timestamp(get(data), name) or now()
     if fill is Fill.OPTIONAL_TIMESTAMP:
         return lambda data, _stream: optional_timestamp(get(data), name)
     if fill is Fill.USER_ID_TEXT:
