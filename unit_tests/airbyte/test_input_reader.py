@@ -101,6 +101,33 @@ def test_states_any_parser_would_refuse_or_change_are_read_as_they_are(logger, p
     assert stats.unparseable_lines == 0
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"\\u0074ype":"\\u0053TATE","state":{"type":"LEGACY","data":{"c":1}}}',
+        '{"type":"RECORD","state":{"data":{}},"type":"STATE"}',
+        '{"type":"STATE","state":{"data":{"n":' + "9" * 40 + '}},"note":"\\ud83d"}',
+    ],
+    ids=["escaped type", "the last type wins", "wide and escaped"],
+)
+def test_a_state_is_read_from_its_text_whichever_path_finds_it(logger, payload):
+    (message,), stats = read([payload], logger)
+    assert message.__class__ is StateMessage and message.text == payload
+    assert (stats.unparseable_lines, stats.repaired_lines) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    ['{"level":"STATE","n":' + "9" * 40 + "}", '{"level":"STATE","s":"\\ud83d"}'],
+    ids=["a wide integer", "a lone surrogate"],
+)
+def test_a_record_orjson_cannot_read_is_a_record_even_holding_the_word_state(logger, data):
+    line = '{"type":"RECORD","record":{"stream":"s","data":' + data + ',"emitted_at":1}}'
+    (message,), stats = read([line], logger)
+    assert message.__class__ is AirbyteMessage and message.record.data["level"] == "STATE"
+    assert stats.unparseable_lines == 0
+
+
 @pytest.mark.parametrize("bad", [BROKEN_JSON, NOT_A_MESSAGE, "[1, 2, 3]", '"just a string"'])
 def test_bad_line_is_skipped_and_counted(logger, bad):
     messages, stats = read([RECORD, bad, STATE], logger)
