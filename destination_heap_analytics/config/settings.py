@@ -380,7 +380,7 @@ def parse_base_url(value: str) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not host:
         raise ConfigError(
             "base_url",
-            "must be a full URL such as https://heapanalytics.com or https://c.eu.heap-api.com",
+            f"must be a full URL such as {heap_limits.US_BASE_URL} or {heap_limits.EU_BASE_URL}",
         )
     if parts.query or parts.fragment:
         raise ConfigError("base_url", "must not contain a query string or fragment")
