@@ -7,7 +7,7 @@ The table's cells follow a few forms, which this test reads:
 - Required: `yes`; `no`; `S3` (required in the S3 storage option); API words (`track, user`,
   `account`, `identify`, `delete`: required in exactly those API options), optionally followed by
   `;` and a rule for other options (`user, identify; track, delete: this or ...`); anything else
-  is a rule the spec cannot state (config.py's), so the spec must not require the field.
+  is a rule the spec cannot state (config/settings.py's), so the spec must not require the field.
 - Default: one code span, equal to the spec's default (JSON where it parses, else the text);
   anything else (`—`, or words such as "time of loading") means the spec declares none, since
   the connector decides.
@@ -137,7 +137,7 @@ def expected_required(cell: str, path: str) -> set[str | None]:
     words = [word.strip() for word in cell.split(";")[0].split(",")]  # `;` starts a rule
     if all(word in API_WORDS for word in words):
         return {API_WORDS[word] for word in words}
-    return set()  # `no`, or a rule only config.py can state
+    return set()  # `no`, or a rule only config/settings.py can state
 
 
 @pytest.mark.parametrize("path", sorted(ROW_OF))

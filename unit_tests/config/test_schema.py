@@ -166,8 +166,8 @@ def test_api_options_are_told_apart_by_api_type():
 
 def test_the_user_key_choices_and_the_api_key_are_left_to_the_parser():
     """Track and delete_users take identity_column or user_id_column (exactly one: a rule the
-    UI's schema cannot state, config.py's); identify takes both; api_key is required only when
-    a mapping deletes users, which only the config and the catalog together tell."""
+    UI's schema cannot state, config/settings.py's); identify takes both; api_key is required
+    only when a mapping deletes users, which only the config and the catalog together tell."""
     options = {o["properties"]["api_type"]["const"]: o for o in SPEC["properties"]["api"]["oneOf"]}
     for api_type in ("track", "delete_users"):
         assert {"identity_column", "user_id_column"} <= set(options[api_type]["properties"])

@@ -1,5 +1,5 @@
 """spec.json is exactly what spec_definition.py builds, and Heap's numbers in it come from
-heap_limits.py, so a limit or a description is changed in one place and nowhere else."""
+heap/limits.py, so a limit or a description is changed in one place and nowhere else."""
 
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class FakeDeliver:
             gate.set()
 
 
-class Loading:
+class Batching:
     """One route's batcher on its own pool, driven the way the writer drives them."""
 
     def __init__(self, batcher: Batcher, pool: SenderPool, clock: SyncClock) -> None:
@@ -120,8 +120,8 @@ class Loading:
 
 
 @pytest.fixture
-def make_loader() -> Iterator[Callable[..., tuple[Loading, FakeDeliver]]]:
-    made: list[tuple[Loading, FakeDeliver]] = []
+def make_batcher() -> Iterator[Callable[..., tuple[Batching, FakeDeliver]]]:
+    made: list[tuple[Batching, FakeDeliver]] = []
 
     def make(
         batch_size: int = 1,
@@ -131,12 +131,12 @@ def make_loader() -> Iterator[Callable[..., tuple[Loading, FakeDeliver]]]:
         ordering: OrderingKeys | None = None,
         clock: SyncClock | None = None,
         settled: Callable[[Batch], bool] = lambda batch: True,
-    ) -> tuple[Loading, FakeDeliver]:
+    ) -> tuple[Batching, FakeDeliver]:
         fake = FakeDeliver(hold, fail)
         clock = clock or SyncClock()
         pool = SenderPool(max_concurrent, clock)
         batcher = Batcher(fake, batch_size, pool, ordering=ordering, settled=settled)
-        made.append((Loading(batcher, pool, clock), fake))
+        made.append((Batching(batcher, pool, clock), fake))
         return made[-1]
 
     yield make
@@ -165,7 +165,7 @@ class Background:
         return not self._thread.is_alive()
 
 
-def feed(batcher: Loading, count: int, first_row: int = 1) -> None:
+def feed(batcher: Batching, count: int, first_row: int = 1) -> None:
     for row in range(first_row, first_row + count):
         batcher.process_item({"n": row}, row)
 
@@ -196,8 +196,8 @@ def eventually_raises(call: Callable[[], object], error: type[Exception], timeou
 # --- batching ---------------------------------------------------------------------------------
 
 
-def test_full_batches_are_sent_at_batch_size_and_the_rest_waits(make_loader):
-    batcher, fake = make_loader(batch_size=3)
+def test_full_batches_are_sent_at_batch_size_and_the_rest_waits(make_batcher):
+    batcher, fake = make_batcher(batch_size=3)
 
     feed(batcher, 7)
     batcher.pool.finish()  # every batch submitted has run
@@ -209,8 +209,8 @@ def test_full_batches_are_sent_at_batch_size_and_the_rest_waits(make_loader):
     assert fake.batches[2].rows == [4, 5, 6]
 
 
-def test_drain_sends_the_partial_batch_and_returns_its_sequence(make_loader):
-    batcher, fake = make_loader(batch_size=10)
+def test_drain_sends_the_partial_batch_and_returns_its_sequence(make_batcher):
+    batcher, fake = make_batcher(batch_size=10)
     feed(batcher, 3)
 
     assert batcher.drain() == 1
@@ -219,8 +219,8 @@ def test_drain_sends_the_partial_batch_and_returns_its_sequence(make_loader):
     assert fake.batches[1].rows == [1, 2, 3]
 
 
-def test_drain_with_nothing_pending_sends_nothing_and_keeps_the_sequence(make_loader):
-    batcher, fake = make_loader(batch_size=2)
+def test_drain_with_nothing_pending_sends_nothing_and_keeps_the_sequence(make_batcher):
+    batcher, fake = make_batcher(batch_size=2)
     assert batcher.drain() == 0
     feed(batcher, 4)
 
@@ -231,8 +231,8 @@ def test_drain_with_nothing_pending_sends_nothing_and_keeps_the_sequence(make_lo
     assert sorted(fake.batches) == [1, 2]
 
 
-def test_finish_sends_the_partial_batch(make_loader):
-    batcher, fake = make_loader(batch_size=3)
+def test_finish_sends_the_partial_batch(make_batcher):
+    batcher, fake = make_batcher(batch_size=3)
     feed(batcher, 4)
 
     batcher.finish()
@@ -244,8 +244,8 @@ def test_finish_sends_the_partial_batch(make_loader):
 # --- the watermark ----------------------------------------------------------------------------
 
 
-def test_acknowledged_advances_over_finished_batches(make_loader):
-    batcher, fake = make_loader(hold={1, 2})
+def test_acknowledged_advances_over_finished_batches(make_batcher):
+    batcher, fake = make_batcher(hold={1, 2})
     feed(batcher, 2)
     assert batcher.acknowledged() == 0
 
@@ -256,8 +256,8 @@ def test_acknowledged_advances_over_finished_batches(make_loader):
     assert eventually_acknowledged(batcher, 2)
 
 
-def test_acknowledged_does_not_pass_an_unfinished_older_batch(make_loader):
-    batcher, fake = make_loader(max_concurrent=2, hold={1})
+def test_acknowledged_does_not_pass_an_unfinished_older_batch(make_batcher):
+    batcher, fake = make_batcher(max_concurrent=2, hold={1})
     feed(batcher, 2)
     assert fake.finished(2)
     # A third batch needs a free sender; only batch 2 can free one, so once it is
@@ -271,9 +271,9 @@ def test_acknowledged_does_not_pass_an_unfinished_older_batch(make_loader):
     assert eventually_acknowledged(batcher, 3)
 
 
-def test_a_finished_batch_is_not_acknowledged_until_settled_or_the_end(make_loader):
+def test_a_finished_batch_is_not_acknowledged_until_settled_or_the_end(make_batcher):
     unsettled = {2}
-    batcher, fake = make_loader(settled=lambda batch: batch.seq not in unsettled)
+    batcher, fake = make_batcher(settled=lambda batch: batch.seq not in unsettled)
     feed(batcher, 3)
     assert all(fake.finished(seq) for seq in (1, 2, 3))
     assert eventually_acknowledged(batcher, 1)
@@ -283,22 +283,22 @@ def test_a_finished_batch_is_not_acknowledged_until_settled_or_the_end(make_load
     assert batcher.acknowledged() == 3
 
 
-def test_finish_settles_every_batch(make_loader):
-    batcher, fake = make_loader(settled=lambda batch: False)
+def test_finish_settles_every_batch(make_batcher):
+    batcher, fake = make_batcher(settled=lambda batch: False)
     feed(batcher, 2)
     batcher.finish()
     assert batcher.acknowledged() == 2
 
 
-def eventually_acknowledged(batcher: Loading, seq: int, timeout: float = WAIT) -> bool:
+def eventually_acknowledged(batcher: Batching, seq: int, timeout: float = WAIT) -> bool:
     return eventually(lambda: batcher.acknowledged() >= seq, timeout)
 
 
 # --- concurrency ------------------------------------------------------------------------------
 
 
-def test_never_more_than_max_concurrent_deliveries_at_once(make_loader):
-    batcher, fake = make_loader(max_concurrent=3, hold=set(range(1, 11)))
+def test_never_more_than_max_concurrent_deliveries_at_once(make_batcher):
+    batcher, fake = make_batcher(max_concurrent=3, hold=set(range(1, 11)))
     feeder = Background(lambda: feed(batcher, 10))
 
     assert all(fake.started(seq) for seq in (1, 2, 3))
@@ -314,8 +314,8 @@ def test_never_more_than_max_concurrent_deliveries_at_once(make_loader):
     assert sorted(fake.batches) == list(range(1, 11))
 
 
-def test_a_free_sender_is_used_at_once(make_loader):
-    batcher, fake = make_loader(max_concurrent=2, hold={1, 2})
+def test_a_free_sender_is_used_at_once(make_batcher):
+    batcher, fake = make_batcher(max_concurrent=2, hold={1, 2})
     feeder = Background(lambda: feed(batcher, 3))
     assert fake.started(1) and fake.started(2)
     assert batcher.blocked()
@@ -334,8 +334,8 @@ def by_user(item: dict) -> str:
     return item["identity"]
 
 
-def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
-    batcher, fake = make_loader(batch_size=2, ordering=OrderingKeys(by_user), hold={1})
+def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_batcher):
+    batcher, fake = make_batcher(batch_size=2, ordering=OrderingKeys(by_user), hold={1})
     batcher.process_item({"identity": "a"}, 1)
     batcher.process_item({"identity": "b"}, 2)
     assert fake.started(1)
@@ -353,8 +353,8 @@ def test_batch_sharing_a_key_with_one_in_flight_waits_for_it(make_loader):
     assert fake.events.index(("end", 1)) < fake.events.index(("start", 2))
 
 
-def test_batch_with_disjoint_keys_does_not_wait(make_loader):
-    batcher, fake = make_loader(batch_size=2, ordering=OrderingKeys(by_user), hold={1, 2})
+def test_batch_with_disjoint_keys_does_not_wait(make_batcher):
+    batcher, fake = make_batcher(batch_size=2, ordering=OrderingKeys(by_user), hold={1, 2})
     batcher.process_item({"identity": "a"}, 1)
     batcher.process_item({"identity": "b"}, 2)
     assert fake.started(1)
@@ -366,8 +366,8 @@ def test_batch_with_disjoint_keys_does_not_wait(make_loader):
     assert ("end", 1) not in fake.events
 
 
-def test_without_ordering_key_equal_items_are_sent_concurrently(make_loader):
-    batcher, fake = make_loader(hold={1, 2})
+def test_without_ordering_key_equal_items_are_sent_concurrently(make_batcher):
+    batcher, fake = make_batcher(hold={1, 2})
 
     batcher.process_item({"identity": "a"}, 1)
     batcher.process_item({"identity": "a"}, 2)
@@ -458,16 +458,16 @@ def test_records_of_one_key_reach_delivery_in_input_order_across_loaders(
 # --- fatal errors -----------------------------------------------------------------------------
 
 
-def test_process_batch_reraises_a_fatal_error(make_loader):
-    batcher, _ = make_loader(max_concurrent=1, fail={1: Fatal("boom")})
+def test_process_batch_reraises_a_fatal_error(make_batcher):
+    batcher, _ = make_batcher(max_concurrent=1, fail={1: Fatal("boom")})
     feed(batcher, 1)
 
     with pytest.raises(Fatal, match="boom"):
         feed(batcher, 1, first_row=2)
 
 
-def test_process_batch_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(make_loader):
-    batcher, fake = make_loader(max_concurrent=2, hold={1}, fail={2: Fatal("second")})
+def test_process_batch_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(make_batcher):
+    batcher, fake = make_batcher(max_concurrent=2, hold={1}, fail={2: Fatal("second")})
     feed(batcher, 2)
     assert fake.finished(2)
 
@@ -476,24 +476,24 @@ def test_process_batch_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(
     assert 3 not in fake.batches
 
 
-def test_acknowledged_reraises_a_fatal_error_of_the_oldest_batch(make_loader):
-    batcher, fake = make_loader(fail={1: Fatal("first")})
+def test_acknowledged_reraises_a_fatal_error_of_the_oldest_batch(make_batcher):
+    batcher, fake = make_batcher(fail={1: Fatal("first")})
     feed(batcher, 1)
     assert fake.finished(1)
 
     assert eventually_raises(batcher.acknowledged, Fatal, timeout=WAIT)
 
 
-def test_acknowledged_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(make_loader):
-    batcher, fake = make_loader(hold={1}, fail={2: Fatal("second")})
+def test_acknowledged_reraises_a_fatal_error_of_a_batch_that_is_not_the_oldest(make_batcher):
+    batcher, fake = make_batcher(hold={1}, fail={2: Fatal("second")})
     feed(batcher, 2)
     assert fake.finished(2)
 
     assert eventually_raises(batcher.acknowledged, Fatal, timeout=WAIT)
 
 
-def test_acknowledged_never_passes_a_failed_batch(make_loader):
-    batcher, fake = make_loader(hold={1}, fail={1: Fatal("first")})
+def test_acknowledged_never_passes_a_failed_batch(make_batcher):
+    batcher, fake = make_batcher(hold={1}, fail={1: Fatal("first")})
     feed(batcher, 2)
     assert fake.finished(2)
     fake.release(1)
@@ -506,16 +506,16 @@ def test_acknowledged_never_passes_a_failed_batch(make_loader):
     assert acknowledged == 0
 
 
-def test_finish_reraises_a_fatal_error(make_loader):
-    batcher, _ = make_loader(fail={1: Fatal("first")})
+def test_finish_reraises_a_fatal_error(make_batcher):
+    batcher, _ = make_batcher(fail={1: Fatal("first")})
     feed(batcher, 1)
 
     with pytest.raises(Fatal, match="first"):
         batcher.finish()
 
 
-def test_finish_reraises_a_fatal_error_while_an_older_batch_is_still_in_flight(make_loader):
-    batcher, fake = make_loader(hold={1}, fail={2: Fatal("second")})
+def test_finish_reraises_a_fatal_error_while_an_older_batch_is_still_in_flight(make_batcher):
+    batcher, fake = make_batcher(hold={1}, fail={2: Fatal("second")})
     feed(batcher, 2)
 
     with pytest.raises(Fatal, match="second"):
@@ -523,8 +523,8 @@ def test_finish_reraises_a_fatal_error_while_an_older_batch_is_still_in_flight(m
     assert ("end", 1) not in fake.events
 
 
-def test_finish_raises_as_soon_as_a_later_batch_fails(make_loader):
-    batcher, fake = make_loader(hold={1, 2}, fail={2: Fatal("second")})
+def test_finish_raises_as_soon_as_a_later_batch_fails(make_batcher):
+    batcher, fake = make_batcher(hold={1, 2}, fail={2: Fatal("second")})
     feed(batcher, 2)
     finisher = Background(batcher.finish)
     assert batcher.blocked()
@@ -540,8 +540,8 @@ def test_finish_raises_as_soon_as_a_later_batch_fails(make_loader):
 # --- finish and abort -------------------------------------------------------------------------
 
 
-def test_finish_waits_for_every_batch(make_loader):
-    batcher, fake = make_loader(batch_size=2, hold={1, 3})
+def test_finish_waits_for_every_batch(make_batcher):
+    batcher, fake = make_batcher(batch_size=2, hold={1, 3})
     feed(batcher, 5)
     finisher = Background(batcher.finish)
 
@@ -559,16 +559,16 @@ def test_finish_waits_for_every_batch(make_loader):
     assert batcher.in_flight == 0
 
 
-def test_abort_cancels_the_clock(make_loader):
+def test_abort_cancels_the_clock(make_batcher):
     clock = SyncClock()
-    batcher, _ = make_loader(clock=clock)
+    batcher, _ = make_batcher(clock=clock)
 
     batcher.abort()
 
     assert clock.cancelled
 
 
-def test_abort_wakes_a_delivery_sleeping_on_the_clock(make_loader):
+def test_abort_wakes_a_delivery_sleeping_on_the_clock(make_batcher):
     clock = SyncClock()
     sleeping, woke = threading.Event(), threading.Event()
     pool = SenderPool(1, clock)
