@@ -2,7 +2,7 @@
 
 One `requests.Session` (keep-alive connections, shared by the sending threads), explicit connect
 and read timeouts, no redirects. It turns every answer into a typed outcome and knows nothing of
-batching, retries or records: returning normally means Heap acknowledged the whole body.
+batching, retries or records: returning normally means Heap accepted the whole body (a 2xx).
 
 `UserDeletionClient` speaks the User Deletion API: a Bearer token obtained with HTTP Basic
 `app_id:api_key` (`AccessTokens`), renewed before it expires and once on a 401, and a

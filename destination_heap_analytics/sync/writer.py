@@ -153,7 +153,7 @@ class HeapWriter:
         """Feed every message in and yield the output as it is produced; then the summary.
 
         However the loop ends (the end of the input, an error in a batch, Ctrl-C or SIGTERM
-        raised while waiting), sending stops and every state whose records Heap acknowledged
+        raised while waiting), sending stops and every state whose batches are acknowledged
         goes out before the error travels on: acknowledged progress is never thrown away.
         """
         try:
