@@ -97,6 +97,17 @@ class DeliveryStats:
     _new_receipts: list[Accepted] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def rejected_counts(self) -> Counter:
+        """A copy of `rejected`, taken under the lock: the sending threads may add a reason
+        while the main thread reports (a dict that grows while it is read is an error)."""
+        with self._lock:
+            return Counter(self.rejected)
+
+    def retry_counts(self) -> Counter:
+        """A copy of `retry_reasons`, taken under the lock, for the same reason."""
+        with self._lock:
+            return Counter(self.retry_reasons)
+
     def count_request(self) -> None:
         with self._lock:
             self.requests += 1
@@ -182,7 +193,7 @@ class SyncStats:
 
     @property
     def rejected(self) -> Counter:
-        return _sum(route.delivery.rejected for route in self.routes)
+        return _sum(route.delivery.rejected_counts() for route in self.routes)
 
     @property
     def invalid(self) -> Counter:
@@ -202,7 +213,7 @@ class SyncStats:
 
     @property
     def retry_reasons(self) -> Counter:
-        return _sum(route.delivery.retry_reasons for route in self.routes)
+        return _sum(route.delivery.retry_counts() for route in self.routes)
 
     @property
     def truncated_values(self) -> int:

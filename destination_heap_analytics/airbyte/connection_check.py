@@ -20,6 +20,8 @@ from destination_heap_analytics.delivery.retry import (
 )
 from destination_heap_analytics.heap import limits as heap_limits
 from destination_heap_analytics.heap.client import (
+    CHECK_RETRY_SECONDS,
+    CHECK_TIMEOUTS,
     HeapClient,
     HeapConfigurationError,
     HeapError,
@@ -32,9 +34,6 @@ from destination_heap_analytics.sync_clock import Clock, SyncClock
 PREFLIGHT_IDENTITY = "admin@heap.io"
 PREFLIGHT_EVENT = "Airbyte Preflight Check"
 PREFLIGHT_IDEMPOTENCY_KEY = "airbyte-preflight-check"
-CHECK_TIMEOUT = (5.0, 15.0)
-CHECK_RETRY_SECONDS = 10.0
-"""A check is interactive: a short retry budget rides out a blip without keeping the user long."""
 
 
 def preflight_event() -> dict:
@@ -56,7 +55,7 @@ def briefly_retried(operation: Callable[[], object], config: HeapConfig, clock: 
 def check_connection(config: HeapConfig) -> str | None:
     """None when Heap accepted the preflight event, else a message saying what to fix."""
     url = endpoint_url(config.base_url, ApiType.TRACK)
-    client = HeapClient(url, config.app_id, bulk_key=None, pool_size=1, timeout=CHECK_TIMEOUT)
+    client = HeapClient(url, config.app_id, bulk_key=None, pool_size=1, timeout=CHECK_TIMEOUTS)
     try:
         briefly_retried(lambda: client.send([preflight_event()]), config, SyncClock())
     except HeapConfigurationError as error:
@@ -86,7 +85,7 @@ def check_deletion_key(config: HeapConfig) -> str | None:
         url,
         clock,
         pool_size=1,
-        timeout=CHECK_TIMEOUT,
+        timeout=CHECK_TIMEOUTS,
     )
     try:
         briefly_retried(client.tokens.current, config, clock)

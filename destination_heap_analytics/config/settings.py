@@ -31,6 +31,12 @@ StreamId = tuple[str | None, str]
 """A stream as Airbyte names it: (namespace or None, name)."""
 
 
+def stream_label(stream: StreamId) -> str:
+    """`namespace.name`, or the name alone, for log lines and errors."""
+    namespace, name = stream
+    return f"{namespace}.{name}" if namespace else name
+
+
 class ApiType(StrEnum):
     TRACK = "track"
     ADD_USER_PROPERTIES = "add_user_properties"

@@ -43,7 +43,14 @@ from destination_heap_analytics.delivery.retry import (
     RetryPolicy,
     call_with_retries,
 )
-from destination_heap_analytics.heap.client import USER_AGENT, HeapTransientError
+from destination_heap_analytics.heap.client import (
+    CHECK_RETRY_SECONDS,
+    CHECK_TIMEOUTS,
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    USER_AGENT,
+    HeapTransientError,
+)
 from destination_heap_analytics.sync_clock import Clock, SyncClock
 
 T = TypeVar("T")
@@ -65,11 +72,6 @@ object of its own)."""
 DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 """Bytes of lines held in memory at most, for all streams, uploads under way included."""
 
-CONNECT_TIMEOUT_SECONDS = 10.0
-READ_TIMEOUT_SECONDS = 60.0
-CHECK_TIMEOUTS = (5.0, 15.0)
-CHECK_RETRY_SECONDS = 10.0
-"""`check` is interactive, like Heap's preflight in connection_check.py: a short budget."""
 MAX_POOL_CONNECTIONS = 20
 """More than the sending threads (at most 16) and the main thread together."""
 ROLE_SESSION_NAME = "airbyte-destination-heap-analytics"

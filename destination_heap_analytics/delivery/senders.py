@@ -49,7 +49,8 @@ class SenderPool:
     def batches_ended(self) -> bool:
         """Has a batch ended since the last call? Lets the writer skip re-checking held states
         when nothing changed."""
-        ended, self._batches_ended = self._batches_ended, False
+        with self._changed:  # a batch ending meanwhile must not be lost
+            ended, self._batches_ended = self._batches_ended, False
         return ended
 
     @property
@@ -66,7 +67,9 @@ class SenderPool:
         """Run `task` in a sending thread once a sender is free and `may_start()` holds.
 
         `may_start`, `on_start` and `on_end` run under the pool's lock, so a batcher can keep
-        per-batch facts (ordering keys in flight) consistent with what is running.
+        per-batch facts (ordering keys in flight) consistent with what is running. Called by
+        the main thread only: the check and the count of a new batch take the lock in turn,
+        which is safe while no other thread submits.
         """
         self.wait_until(lambda: self._running < self._size and may_start())
         with self._changed:

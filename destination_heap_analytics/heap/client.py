@@ -38,6 +38,10 @@ from destination_heap_analytics.sync_clock import Clock
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
 USER_AGENT = "airbyte-destination-heap-analytics"
+CHECK_TIMEOUTS = (5.0, 15.0)
+CHECK_RETRY_SECONDS = 10.0
+"""`check` is interactive: a short retry budget rides out a blip without keeping the user long
+(Heap's preflight, the deletion token and the bucket alike)."""
 
 CONFIGURATION_STATUSES = {
     401: "app_id",

@@ -6,7 +6,8 @@ offers (destination_catalog.py), `primary_key` names the matching key, and the p
 each record's fields to the operation's field names before they reach the destination. Such a
 stream needs no `streams` entry and no top-level `api`: its mapping is derived here, once, from
 the operation and the stream's schema. For events, users and accounts, every field that is not
-one of the operation's becomes a property, flattened and checked by the same rules as
+mapped to one of the operation's fields (those the stream's schema declares, and the required
+ones) becomes a property, flattened and checked by the same rules as
 `property_columns: "*"`; identify (`user` / `update`) and user deletion (`user` /
 `soft_delete`, by the field the primary key names) send no properties.
 
@@ -24,7 +25,7 @@ from destination_heap_analytics.config.settings import (
     ApiType,
     ColumnMapping,
     ColumnPath,
-    StreamId,
+    stream_label,
 )
 from destination_heap_analytics.protocol.destination_catalog import (
     OPERATIONS,
@@ -47,19 +48,19 @@ def activated_stream(configured: ConfiguredAirbyteStream) -> bool:
 
 def operation_of(configured: ConfiguredAirbyteStream) -> Operation:
     """The operation a catalog stream targets, or a CatalogError saying what is allowed."""
-    label = _label(configured)
+    label = stream_label((configured.stream.namespace, configured.stream.name))
     object_name = configured.destination_object_name
     sync_mode = _sync_mode(configured)
     offered = [op for op in OPERATIONS if op.object_name == object_name]
     if not offered:
         names = ", ".join(dict.fromkeys(op.object_name for op in OPERATIONS))
-        raise _catalog_error(
+        raise CatalogError(
             f"stream '{label}' names the destination object '{object_name}'; Heap offers {names}"
         )
     operation = operation_for(object_name, sync_mode)
     if operation is None:
         modes = ", ".join(op.sync_mode for op in offered)
-        raise _catalog_error(
+        raise CatalogError(
             f"stream '{label}' loads the object '{object_name}' with the sync mode "
             f"'{sync_mode}'; that object offers {modes}"
         )
@@ -74,7 +75,7 @@ def _check_primary_key(configured: ConfiguredAirbyteStream, op: Operation, label
     keys = [set(key) for key in op.matching_keys]
     if chosen not in keys:
         allowed = " or ".join("[" + ", ".join(sorted(key)) + "]" for key in keys)
-        raise _catalog_error(
+        raise CatalogError(
             f"stream '{label}' matches the object '{op.object_name}' ({op.sync_mode}) on "
             f"its primary key; it must be {allowed}"
         )
@@ -85,24 +86,46 @@ def mapping_of(configured: ConfiguredAirbyteStream) -> ColumnMapping:
     other field a property. (A `streams` entry for the same stream is refused by
     `streams.StreamMatcher`, which owns which entry maps which stream.)"""
     operation = operation_of(configured)
-    label = _label(configured)
+    label = stream_label((configured.stream.namespace, configured.stream.name))
     declared = _schema_fields(configured) & set(operation.fields)
     mapped = frozenset(declared | set(operation.required))
-    if operation.heap_call == ApiType.DELETE_USERS:
-        return _delete_users(operation, mapped, label, _primary_key_fields(configured))
-    return _BUILDERS[operation.heap_call](operation, mapped, label)
+    call = ApiType(operation.heap_call)
+    if call == ApiType.TRACK:
+        return _events(mapped, label)
+    if call == ApiType.ADD_USER_PROPERTIES:
+        return ColumnMapping(
+            api_type=call,
+            property_columns=None,
+            identity_column=_column("identity"),
+            exclude_columns=mapped,
+        )
+    if call == ApiType.ADD_ACCOUNT_PROPERTIES:
+        return ColumnMapping(
+            api_type=call,
+            property_columns=None,
+            account_id_column=_column("account_id"),
+            exclude_columns=mapped,
+        )
+    if call == ApiType.IDENTIFY:  # `user` / `update`: the events of `user_id` move to `identity`
+        return ColumnMapping(
+            api_type=call,
+            property_columns=(),
+            identity_column=_column("identity"),
+            user_id_column=_column("user_id"),
+        )
+    return _deletions(_primary_key_fields(configured))
 
 
-def _track(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:
+def _events(mapped: frozenset[str], label: str) -> ColumnMapping:
     """An event names its user by `identity` or by `user_id`, never both (Heap: "both cannot
     be provided at the same time")."""
     if "identity" in mapped and "user_id" in mapped:
-        raise _catalog_error(
+        raise CatalogError(
             f"stream '{label}' maps both 'identity' and 'user_id' for its events; Heap takes "
             "one of the two, so map exactly one"
         )
     if "identity" not in mapped and "user_id" not in mapped:
-        raise _catalog_error(
+        raise CatalogError(
             f"stream '{label}' loads events without an identity; map a field to 'identity' "
             "or to 'user_id'"
         )
@@ -118,37 +141,7 @@ def _track(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMa
     )
 
 
-def _user_properties(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:
-    return ColumnMapping(
-        api_type=ApiType.ADD_USER_PROPERTIES,
-        property_columns=None,
-        identity_column=_column("identity"),
-        exclude_columns=mapped,
-    )
-
-
-def _account_properties(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:
-    return ColumnMapping(
-        api_type=ApiType.ADD_ACCOUNT_PROPERTIES,
-        property_columns=None,
-        account_id_column=_column("account_id"),
-        exclude_columns=mapped,
-    )
-
-
-def _identify(operation: Operation, mapped: frozenset[str], label: str) -> ColumnMapping:
-    """`user` / `update`: each record moves the events of its `user_id` to its `identity`."""
-    return ColumnMapping(
-        api_type=ApiType.IDENTIFY,
-        property_columns=(),
-        identity_column=_column("identity"),
-        user_id_column=_column("user_id"),
-    )
-
-
-def _delete_users(
-    operation: Operation, mapped: frozenset[str], label: str, key: frozenset[str]
-) -> ColumnMapping:
+def _deletions(key: frozenset[str]) -> ColumnMapping:
     """`user` / `soft_delete`: each record deletes the user its primary key names, by
     `identity` or by `user_id` (operation_of has checked that the key is one of the two)."""
     (name,) = key
@@ -159,14 +152,6 @@ def _delete_users(
         identity_column=column if name == "identity" else None,
         user_id_column=column if name == "user_id" else None,
     )
-
-
-_BUILDERS = {
-    ApiType.TRACK: _track,
-    ApiType.ADD_USER_PROPERTIES: _user_properties,
-    ApiType.ADD_ACCOUNT_PROPERTIES: _account_properties,
-    ApiType.IDENTIFY: _identify,
-}
 
 
 def _primary_key_fields(configured: ConfiguredAirbyteStream) -> frozenset[str]:
@@ -187,12 +172,3 @@ def _sync_mode(configured: ConfiguredAirbyteStream) -> str:
 
 def _column(name: str) -> ColumnPath:
     return ColumnPath(name, (name,))
-
-
-def _label(configured: ConfiguredAirbyteStream) -> str:
-    stream: StreamId = (configured.stream.namespace, configured.stream.name)
-    return f"{stream[0]}.{stream[1]}" if stream[0] else stream[1]
-
-
-def _catalog_error(problem: str) -> CatalogError:
-    return CatalogError(problem)

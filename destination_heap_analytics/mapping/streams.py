@@ -11,9 +11,9 @@ stream, or a staging stream could be loaded with production's mapping. Every mat
   that name, it is no catalog stream at all.
 - A catalog stream's mapping is the one its catalog entry names (`destination_object_name`, data
   activation: activation.py). Otherwise it is the `streams` entry of the same name and
-  namespace, else the entry of that name without a namespace, else an entry of that name whose
-  namespace the catalog does not have at all (a rewritten namespace), provided this is the
-  catalog's only stream of that name; else the top-level `api`; else none.
+  namespace, else the entry of that name without a namespace, else the first entry of that name
+  under another namespace (a rewritten one), provided this is the catalog's only stream of that
+  name; else the top-level `api`; else none.
 """
 
 from __future__ import annotations
@@ -27,15 +27,10 @@ from destination_heap_analytics.config.settings import (
     ConfigError,
     HeapConfig,
     StreamId,
+    stream_label,
 )
 from destination_heap_analytics.mapping.activation import activated_stream
 from destination_heap_analytics.mapping.activation import mapping_of as activated_mapping
-
-
-def stream_label(stream: StreamId) -> str:
-    """`namespace.name`, or the name alone, for log lines."""
-    namespace, name = stream
-    return f"{namespace}.{name}" if namespace else name
 
 
 class StreamMatcher:
@@ -110,8 +105,6 @@ class StreamMatcher:
         for index, entry in named:
             if entry.namespace is None:
                 return index
-        if len(self._by_name[name]) == 1:
-            for index, entry in named:
-                if (entry.namespace, name) not in self.schemas:
-                    return index
+        if named and len(self._by_name[name]) == 1:  # an entry under a rewritten namespace
+            return named[0][0]
         return None

@@ -31,6 +31,7 @@ from destination_heap_analytics.config.settings import (
     StreamId,
     api_key_required_error,
     endpoint_url,
+    stream_label,
 )
 from destination_heap_analytics.counters import RouteStats
 from destination_heap_analytics.delivery.batch_delivery import BatchDelivery
@@ -49,16 +50,15 @@ from destination_heap_analytics.mapping.column_report import (
     schema_warnings,
 )
 from destination_heap_analytics.mapping.identify_rules import IdentifyPairs
-from destination_heap_analytics.mapping.streams import StreamMatcher, stream_label
+from destination_heap_analytics.mapping.streams import StreamMatcher
 from destination_heap_analytics.mapping.transformer import (
     HeapItem,
     InvalidRecord,
     RecordTransformer,
+    Transform,
 )
 from destination_heap_analytics.sync.dry_run import DryRun, DryRunDelivery
 from destination_heap_analytics.sync_clock import Clock
-
-Transform = Callable[[dict, bytes], HeapItem]
 
 
 class Ignored(Enum):

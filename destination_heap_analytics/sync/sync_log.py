@@ -268,13 +268,14 @@ def summary_line(stats: SyncStats, paced_seconds: float, now: float) -> str:
 def stream_line(route: RouteStats, rejected: StoredCounts | None = None) -> str:
     """One stream's share of the summary, when a sync has several; with the bucket's folder of
     its rejected records, when it has some and a bucket is configured."""
+    refused = route.delivery.rejected_counts()
     line = (
         f"Stream '{route.name}' ({route.api_type.value}): {route.records} records, "
         f"{route.delivery.delivered} loaded, invalid {with_reasons(route.invalid)}, "
-        f"rejected {with_reasons(route.delivery.rejected)}, "
+        f"rejected {with_reasons(refused)}, "
         f"{route.delivery.requests} requests."
     )
-    if rejected is not None and (route.invalid or route.delivery.rejected):
+    if rejected is not None and (route.invalid or refused):
         line += f" Its rejected records are under {rejected.folder(*route.stream)}"
     return line
 

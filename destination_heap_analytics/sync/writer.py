@@ -257,10 +257,11 @@ class HeapWriter:
 
     def stop(self, error: BaseException | None = None) -> None:
         """The sync is ending early, on `error`: stop sending, then release every state whose
-        records Heap answered (their batches finished before the stop), without raising the
-        error; it is already on its way. Unless Heap refusing most records is the cause, a
-        refusal can no longer be part of such a failure, so finished batches need not wait for
-        their refusals to settle; when it is, no state passes the records Heap refused."""
+        batches are acknowledged, without raising the error; it is already on its way. Unless
+        Heap refusing most records is the cause, a refusal can no longer be part of such a
+        failure, so every finished batch is settled now (`settle_all`) and acknowledged once
+        the batches before it are; when it is the cause, no state passes the records Heap
+        refused."""
         self._pool.abort()
         causes = (error, self._pool.fatal_error)
         if not any(isinstance(cause, HeapRefusesMost) for cause in causes):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
-from destination_heap_analytics.config.settings import ApiType, parse_config
+from destination_heap_analytics.config.settings import ApiType
 from destination_heap_analytics.mapping.activation import CatalogError, mapping_of, operation_of
 from destination_heap_analytics.protocol.destination_catalog import OPERATIONS
-
-CONFIG = parse_config({"app_id": "11", "base_url": "https://heap.test"}, require_mapping=False)
 
 
 def configured(object_name, sync_mode, fields, key=None):

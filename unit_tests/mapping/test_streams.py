@@ -7,8 +7,13 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from destination_heap_analytics.config.settings import ApiType, ConfigError, parse_config
-from destination_heap_analytics.mapping.streams import StreamMatcher, stream_label
+from destination_heap_analytics.config.settings import (
+    ApiType,
+    ConfigError,
+    parse_config,
+    stream_label,
+)
+from destination_heap_analytics.mapping.streams import StreamMatcher
 from unit_tests.builders import TRACK_API, make_catalog
 
 USER_API = {"api_type": "add_user_properties", "identity_column": "email", "property_columns": "*"}
