@@ -45,4 +45,4 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/compare_revisions.py $(RELEASE_0_3_0) --records 20000 --rounds 3
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache secrets bench/out
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache secrets/sandbox_config.json bench/out

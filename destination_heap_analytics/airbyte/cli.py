@@ -65,8 +65,9 @@ def failed_status(message: str) -> AirbyteMessage:
 def ends_cleanly(logger: logging.Logger) -> Iterator[None]:
     """A traced failure ends with its TRACE message and exit code 1; Ctrl-C with one log line.
 
-    Whatever was sending has already stopped when the exception gets here: `write` aborts the
-    batcher in its `finally`, so no state is emitted for records that were not delivered.
+    Whatever was sending has already stopped when the exception gets here: the writer's loop
+    (`HeapWriter.run`) stops the sending threads on any exception and emits only the states
+    whose batches are acknowledged, so no state passes records that were not delivered.
     """
     try:
         yield

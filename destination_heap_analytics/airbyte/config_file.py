@@ -2,8 +2,8 @@
 
 The CDK's reader ends an unreadable or non-JSON file with a FATAL log, a Python stack trace and a
 system_error, and its JSON error can quote the file's text. Here each problem becomes one
-sentence naming the file and the problem (with a line and column for bad JSON), never the file's
-contents, so `check` can answer FAILED and `write` a config_error.
+sentence naming the file and the problem (with a line and column for a config file that is not
+JSON), never the file's contents, so `check` can answer FAILED and `write` a config_error.
 """
 
 from __future__ import annotations

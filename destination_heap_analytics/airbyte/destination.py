@@ -1,4 +1,5 @@
-"""The Airbyte commands (spec, check, write). Orchestration only; the work is in the writer."""
+"""The Airbyte commands (spec, check, discover, write): orchestration only; the work is in the
+writer."""
 
 from __future__ import annotations
 
@@ -240,7 +241,10 @@ def as_traced_exception(error: Exception) -> AirbyteTracedException:
     if isinstance(error, ObjectStorageError):
         return config_error(f"{error}. {RESUMES}")
     if isinstance(error, HeapRefusesMost):
-        return config_error(f"{error}. Check the 'api' mapping and 'app_id'. {RESUMES}")
+        return config_error(
+            f"{error}. Check the 'api' mapping and 'app_id' (or the stream's entry in "
+            f"'streams', or its mapping in Airbyte's mapping screen). {RESUMES}"
+        )
     if isinstance(error, RetriesExhausted):
         return traced_error(
             f"Heap stayed unavailable: {error}. {RESUMES}", FailureType.transient_error

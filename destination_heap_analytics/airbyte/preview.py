@@ -32,6 +32,7 @@ from destination_heap_analytics.mapping.activation import CatalogError
 from destination_heap_analytics.sync.dry_run import PreviewSample
 from destination_heap_analytics.sync.sync_log import dry_run_line, summary_line
 from destination_heap_analytics.sync.writer import HeapWriter
+from destination_heap_analytics.sync_clock import SyncClock
 
 DEFAULT_LIMIT = 10
 SHOWN_LEVELS = frozenset({Level.WARN, Level.ERROR})
@@ -40,16 +41,18 @@ has, with its "Did you mean …?" hint); the counts come in the one summary line
 
 
 def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
-    """Exit code 0, or 1 with one line on stderr when the config or catalog cannot be used."""
+    """Exit code 0, or 1 with one line on stderr when the config or catalog cannot be used
+    (2, argparse's, for arguments it cannot read)."""
     options = _parser().parse_args(args)
     _log_to(stderr)
     sample = PreviewSample(options.limit)
     input_stats = InputStats()
+    clock = SyncClock()
     try:
         config = parse_config(read_config_file(options.config), require_mapping=False)
         catalog = read_catalog_file(options.catalog)
         writer = HeapWriter.start(
-            dataclasses.replace(config, dry_run=True), catalog, input_stats, preview=sample
+            dataclasses.replace(config, dry_run=True), catalog, input_stats, clock, preview=sample
         )
     except (ConfigError, ConfigFileError, CatalogError) as error:
         print(f"preview: {error}", file=stderr)
@@ -61,7 +64,7 @@ def run_preview(args: list[str], stdin: IO[bytes], stdout: IO[str], stderr: IO[s
     for line in sample.lines():
         stdout.write(orjson.dumps(line).decode() + "\n")
     stats = writer.stats
-    print(f"Preview: {dry_run_line(stats)} {summary_line(stats, 0, stats.started)}", file=stderr)
+    print(f"Preview: {dry_run_line(stats)} {summary_line(stats, 0.0, clock.now())}", file=stderr)
     return 0
 
 

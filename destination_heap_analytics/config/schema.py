@@ -34,7 +34,7 @@ _TYPE_WORDS = {
 
 class ConfigError(ValueError):
     """A config value the user must fix; the message names the field (or the fields that must
-    be set together) and never echoes a value."""
+    be set together) and never echoes a record value or a secret (a stream's name may appear)."""
 
     def __init__(self, field: str, problem: str, *also: str) -> None:
         fields = (field, *also)

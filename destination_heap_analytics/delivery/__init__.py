@@ -2,8 +2,9 @@
 of sending threads, pacing, retries, isolating refused items, the rejection guard, and the
 bucket of rejected records.
 
-The names below are those of 0.3.0's `destination_heap_analytics.delivery` module, now
-`delivery.batch_delivery`, offered here so that code importing the old module still works.
+The names below are those of 0.3.0's `destination_heap_analytics.delivery` module, now in
+`delivery.batch_delivery` and `counters`, offered here so that code importing the old module
+still works.
 """
 
 from destination_heap_analytics.counters import (

@@ -95,8 +95,9 @@ class BatchDelivery:
         batch.last_refusal_position = judgement.finished()
 
     def settled(self, batch: Batch) -> bool:
-        """May the states after this (finished) batch go out? Not while one of its refusals
-        could still turn out to be part of a sync Heap mostly refuses."""
+        """Is this (finished) batch settled? Not while one of its refusals could still turn out
+        to be part of a sync Heap mostly refuses; until then it is not acknowledged, and the
+        states after it wait."""
         return batch.last_refusal_position is None or self._guard.settled(
             batch.last_refusal_position
         )

@@ -3,7 +3,7 @@
 Full batches go to the shared pool of sending threads (`senders.py`); one batch per route is
 filling, so memory does not grow with the input. Each batch gets a sequence number;
 `acknowledged()` is the highest number up to which every batch is finished (every item
-delivered, or refused and counted) and settled (the rejection guard has judged its refusals):
+delivered, or refused and counted) and settled (none of its refusals can still help stop the sync):
 the words of docs/architecture.md's glossary. The state gate releases a state once that
 watermark reaches the last batch submitted before it, so no state goes out early, and the flow
 of records does not stop at each state.
@@ -69,7 +69,8 @@ class Batcher:
         `ordering` key are delivered one batch after the other, in input order, whichever
         batcher sharing `ordering` they came through. A batch is acknowledged once it and
         every earlier one are finished and `settled(batch)`; `settle_all` settles them all at
-        the end of the input or when the sync stops."""
+        the end of the input, and when the sync stops for any reason but Heap refusing most
+        records."""
         self._deliver = deliver
         self._batch_size = batch_size
         self._pool = pool
@@ -128,8 +129,8 @@ class Batcher:
         return self._submitted_seq
 
     def acknowledged(self, raise_errors: bool = True) -> int:
-        """Advance over finished batches in order; raises the first fatal error of any batch
-        (unless the sync is already ending on it), and never moves past a failed one."""
+        """Advance over finished and settled batches in order; raises the first fatal error of
+        any batch (unless the sync is already ending on it), and never moves past a failed one."""
         if raise_errors:
             self._pool.raise_fatal_error()
         self._advance()

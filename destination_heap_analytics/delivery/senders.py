@@ -49,9 +49,11 @@ class SenderPool:
     def batches_ended(self) -> bool:
         """Has a batch ended since the last call? Lets the writer skip re-checking held states
         when nothing changed."""
-        with self._changed:  # a batch ending meanwhile must not be lost
-            ended, self._batches_ended = self._batches_ended, False
-        return ended
+        if not self._batches_ended:  # the common case, read without the lock: nothing to reset
+            return False
+        with self._changed:  # reset under the lock, so a batch ending meanwhile is not lost
+            self._batches_ended = False
+        return True
 
     @property
     def in_flight(self) -> int:

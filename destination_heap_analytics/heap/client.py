@@ -230,7 +230,14 @@ class AccessTokens:
                 f"Heap refused the api_key for this app_id (HTTP {response.status_code} from "
                 f"{self._url}). {MAIN_PRODUCTION_ONLY}",
             )
-        classify_response(response, DELETION_CONFIGURATION_STATUSES)
+        try:
+            classify_response(response, DELETION_CONFIGURATION_STATUSES)
+        except HeapRejected:  # the token request holds no record: no user can be refused here
+            raise HeapConfigurationError(
+                API_KEY,
+                f"Heap refused the request for an access token (HTTP {response.status_code} "
+                f"from {self._url}); check api_key and app_id. {MAIN_PRODUCTION_ONLY}",
+            ) from None
         token = _json_field(response, "access_token")
         if token is None:
             raise HeapTransientError("Heap's answer for an access token carried none")

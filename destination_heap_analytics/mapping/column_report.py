@@ -3,7 +3,8 @@
 A mistyped column (0.1.0's own docs used `identities_provider` for `identities.provider`) does not
 fail a record: an optional property is simply absent. Without this report the user would only see
 Heap items missing a property. It looks at the first records only, so it costs nothing later.
-Messages carry column names only, never values.
+Messages carry column names only, never values; a "Did you mean …?" suggestion may name a
+key of the first records (a key, not a value).
 """
 
 from __future__ import annotations

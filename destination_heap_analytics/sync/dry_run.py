@@ -163,8 +163,6 @@ def known_property_names(mapping: ColumnMapping, json_schema: object) -> frozens
     return frozenset(names)
 
 
-ITEM_FIELDS = ITEM_FIELD_NAMES
-"""The fields a shape may name: those of some API type's item (`transformer.ITEM_SHAPES`)."""
 UNLISTED = "<a key from the data>"
 
 
@@ -179,7 +177,7 @@ def describe_shape(item: dict, known_names: frozenset[str]) -> str:
             ]
             parts.append("properties: {" + ", ".join(shown) + "}")
         else:
-            parts.append(f"{field if field in ITEM_FIELDS else UNLISTED}: {_shape_of(value)}")
+            parts.append(f"{field if field in ITEM_FIELD_NAMES else UNLISTED}: {_shape_of(value)}")
     return ", ".join(parts)
 
 

@@ -295,7 +295,7 @@ def test_each_broken_rule_is_caught(mutation):
 
 
 def test_every_default_and_example_satisfies_its_own_field():
-    # config_schema.with_spec_defaults relies on defaults being valid values.
+    # config/schema.py's with_spec_defaults relies on defaults being valid values.
     checked = 0
     for pointer, node in schema_nodes(SPEC):
         defaults = [node["default"]] if "default" in node else []

@@ -376,7 +376,7 @@ def test_without_ordering_key_equal_items_are_sent_concurrently(make_batcher):
     assert fake.running == 2
 
 
-def test_a_batch_of_another_loader_sharing_a_key_with_one_in_flight_waits_for_it():
+def test_a_batch_of_another_batcher_sharing_a_key_with_one_in_flight_waits_for_it():
     """Two streams sending to one API: last write wins across them too, retries included."""
     ordering = OrderingKeys(by_user)
     first, second = FakeDeliver(hold={1}), FakeDeliver()
@@ -394,7 +394,7 @@ def test_a_batch_of_another_loader_sharing_a_key_with_one_in_flight_waits_for_it
     pool.finish()
 
 
-def test_a_record_whose_key_is_in_another_loaders_filling_batch_sends_that_batch_first():
+def test_a_record_whose_key_is_in_another_batchers_filling_batch_sends_that_batch_first():
     ordering = OrderingKeys(by_user)
     first, second = FakeDeliver(hold={1}), FakeDeliver()
     pool = SenderPool(4, SyncClock())
@@ -421,7 +421,7 @@ def test_a_record_whose_key_is_in_another_loaders_filling_batch_sends_that_batch
     batch_size=st.integers(1, 7),
     concurrency=st.integers(1, 4),
 )
-def test_records_of_one_key_reach_delivery_in_input_order_across_loaders(
+def test_records_of_one_key_reach_delivery_in_input_order_across_batchers(
     records, batch_size, concurrency
 ):
     """Whichever batcher a record of a key comes through: its batches never overlap, and they
@@ -605,7 +605,7 @@ def test_a_caller_blocked_on_busy_senders_gets_periodic_callbacks(monkeypatch):
     assert sorted(i["n"] for batch in fake.batches.values() for i in batch.items) == [1, 2]
 
 
-def test_loaders_of_several_routes_share_the_pools_concurrency_cap():
+def test_batchers_of_several_routes_share_the_pools_concurrency_cap():
     first, second = FakeDeliver(hold={1, 2}), FakeDeliver(hold={1, 2})
     pool = SenderPool(3, SyncClock())
     batchers = [Batcher(first, 1, pool), Batcher(second, 1, pool)]

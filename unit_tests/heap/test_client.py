@@ -473,6 +473,22 @@ def test_a_refused_key_names_api_key_and_main_production(deletion_client, reques
     assert API_KEY not in str(raised.value)
 
 
+@pytest.mark.parametrize("status", [400, 413, 422, 418])
+def test_any_other_refusal_of_the_token_request_names_api_key_not_the_users(
+    deletion_client, requests_mock, status
+):
+    """The token request carries no user: its refusal must not count as Heap refusing the
+    deletion batch's users (probes, the bucket, the rejection guard)."""
+    requests_mock.post(AUTH_URL, status_code=status, json={"err": {"message": "Bad Request"}})
+
+    with pytest.raises(HeapConfigurationError) as raised:
+        deletion_client.tokens.current()
+
+    assert raised.value.field == "api_key"
+    assert f"HTTP {status}" in str(raised.value) and API_KEY not in str(raised.value)
+    assert "Bad Request" not in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "answer",
     [
