@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from destination_heap_analytics.config.settings import ApiType, HeapConfig, endpoint_url
+from destination_heap_analytics.config.settings import (
+    ApiType,
+    HeapConfig,
+    auth_token_url,
+    endpoint_url,
+)
 from destination_heap_analytics.delivery.retry import (
     RetriesExhausted,
     RetryPolicy,
     call_with_retries,
 )
-from destination_heap_analytics.heap import limits as heap_limits
 from destination_heap_analytics.heap.client import (
     CHECK_RETRY_SECONDS,
     CHECK_TIMEOUTS,
@@ -76,7 +80,7 @@ def check_deletion_key(config: HeapConfig) -> str | None:
     message saying what to fix; None too when the config has no api_key."""
     if config.api_key is None:
         return None
-    url = f"{config.base_url}{heap_limits.AUTH_TOKEN_PATH}"
+    url = auth_token_url(config.base_url)
     clock = SyncClock()
     client = UserDeletionClient(
         endpoint_url(config.base_url, ApiType.DELETE_USERS),

@@ -208,6 +208,10 @@ class Pacing:
         return self.per_app is not None or self.per_identity is not None
 
 
+NO_PACING = Pacing(per_app=None, per_identity=None)
+"""No client-side pacing: user deletion, `max_events_per_minute: 0`, a dry run."""
+
+
 OBJECT_STORAGE_FIELD = "object_storage_config"
 """The top-level field Airbyte's platform reads for rejected-records storage (its exact name)."""
 
@@ -293,6 +297,11 @@ def endpoint_url(base_url: str, api_type: ApiType) -> str:
     """The endpoint under `base_url`; unlike 0.1.0's urljoin, a path prefix in base_url is
     kept."""
     return f"{base_url}{api_type.form.path}"
+
+
+def auth_token_url(base_url: str) -> str:
+    """Where the User Deletion API's access tokens are obtained, under `base_url` alike."""
+    return f"{base_url}{heap_limits.AUTH_TOKEN_PATH}"
 
 
 API_KEY_FIELD = "api_key"
@@ -715,7 +724,7 @@ def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool, scale: 
     raises the limits. User deletion is never paced (heap_limits says why).
     """
     if api_type is ApiType.DELETE_USERS:
-        return Pacing(per_app=None, per_identity=None)
+        return NO_PACING
     per_identity = _documented_identity_limit(api_type, bulk)
     value = raw.get("max_events_per_minute")
     if value is None:
@@ -723,7 +732,7 @@ def _parse_pacing(raw: Mapping[str, Any], api_type: ApiType, bulk: bool, scale: 
     else:
         minute = int(value)
         if minute == 0:
-            return Pacing(per_app=None, per_identity=None)
+            return NO_PACING
         per_app = RateLimit(minute, 60.0)
     return Pacing(
         per_app=_scaled(per_app, scale), per_identity=_scaled(per_identity, scale), time_scale=scale

@@ -16,7 +16,7 @@ import heapq
 import threading
 from typing import Any
 
-from destination_heap_analytics.config.settings import ApiType, ColumnMapping, Pacing
+from destination_heap_analytics.config.settings import NO_PACING, ApiType, ColumnMapping, Pacing
 from destination_heap_analytics.counters import DeliveryStats, RouteStats
 from destination_heap_analytics.delivery.batch_delivery import Batch
 from destination_heap_analytics.heap.client import request_body
@@ -66,7 +66,6 @@ class PreviewSample:
                 heapq.heapreplace(kept, entry)
 
 
-NO_PACING = Pacing(per_app=None, per_identity=None)
 """A dry run sends nothing, so it has nothing to pace; its batches keep the real sizes."""
 
 

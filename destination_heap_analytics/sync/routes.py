@@ -30,6 +30,7 @@ from destination_heap_analytics.config.settings import (
     RateLimit,
     StreamId,
     api_key_required_error,
+    auth_token_url,
     endpoint_url,
     stream_label,
 )
@@ -41,7 +42,6 @@ from destination_heap_analytics.delivery.rejected_records import RejectedRecords
 from destination_heap_analytics.delivery.rejection_guard import RejectionGuard
 from destination_heap_analytics.delivery.retry import RetryPolicy
 from destination_heap_analytics.delivery.senders import SenderPool
-from destination_heap_analytics.heap import limits as heap_limits
 from destination_heap_analytics.heap.client import HeapClient, HeapRejected, UserDeletionClient
 from destination_heap_analytics.mapping.activation import CatalogError
 from destination_heap_analytics.mapping.column_report import (
@@ -155,7 +155,7 @@ class ToHeap:
         pool_size = config.max_concurrent_requests
         if api_type is ApiType.DELETE_USERS:
             assert config.api_key is not None  # check_deletions refused the catalog otherwise
-            auth_url = f"{config.base_url}{heap_limits.AUTH_TOKEN_PATH}"
+            auth_url = auth_token_url(config.base_url)
             return self._deletion_client_factory(
                 url, config.app_id, config.api_key, auth_url, self._clock, pool_size=pool_size
             )
@@ -175,7 +175,7 @@ class ToHeap:
             stats.delivery,
             self._clock,
             guard=self._guard,
-            ordering_key=ordering_key(mapping.api_type),
+            ordering_key=endpoint.ordering.key if endpoint.ordering is not None else None,
             keep_refused=self._keeper_of_refusals(stream),
         )
 
